@@ -1,0 +1,80 @@
+"""ledger-proxy: a transparent Canvas API proxy that records who made every enrollment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+__version__ = "0.1.0"
+
+
+def create_app(
+    test_config: dict[str, Any] | None = None, instance_path: str | None = None
+) -> Flask:
+    """The one place an app is assembled: settings, ledger, Canvas client, blueprints.
+
+    Settings come from the registry's defaults, then `instance/config.py`, then
+    LEDGER_PROXY_* environment variables, then `test_config`.
+    """
+    from . import config, db
+    from .canvas import CanvasClient
+    from .errors import error_response
+    from .runtime import Runtime
+
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app.config.from_mapping(config.defaults())
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env(config.ENV_PREFIX)
+    if test_config:
+        app.config.from_mapping(test_config)
+    config.validate(app.config)
+    if not app.config["CANVAS_URL"]:
+        raise config.ConfigError(
+            "LEDGER_PROXY_CANVAS_URL is not set: give the Canvas base URL, e.g. "
+            "https://school.instructure.com (or run `ledger-proxy serve`, which starts the "
+            "bundled simulator when it is unset)"
+        )
+    if not app.config["DATABASE"]:
+        app.config["DATABASE"] = os.path.join(app.instance_path, "ledger.sqlite3")
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
+    logging.getLogger("ledger_proxy").setLevel(app.config["LOG_LEVEL"])
+
+    try:
+        db.initialise(app.config["DATABASE"])
+    except Exception as exc:  # sqlite3 errors name the file problem; say which file
+        raise config.ConfigError(
+            f"LEDGER_PROXY_DATABASE={app.config['DATABASE']}: cannot open the ledger ({exc})"
+        ) from None
+    app.extensions["ledger_proxy"] = Runtime(
+        canvas=CanvasClient(
+            app.config["CANVAS_URL"], app.config["CONNECT_TIMEOUT"], app.config["READ_TIMEOUT"]
+        ),
+        token_key=config.token_hash_key(app.config, app.instance_path),
+        identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
+    )
+    app.teardown_appcontext(db.close_db)
+
+    from .blueprints import proxy
+
+    app.register_blueprint(proxy.bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        # The proxy's own errors speak Canvas's error shape, like Canvas's do.
+        if exc.code == 404:
+            return proxy.not_found(exc)
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
+    return app

@@ -1,0 +1,153 @@
+"""The upstream Canvas client: one pooled session per worker, explicit timeouts, no retries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .ledger import Actor
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"ledger-proxy/{__version__}"
+
+
+class CanvasUnreachable(Exception):
+    """No connection to Canvas could be made: the request was never sent (502)."""
+
+
+class CanvasTimeout(Exception):
+    """Canvas took longer than the read timeout to answer: it may have acted (504)."""
+
+
+class CanvasConnectionLost(Exception):
+    """The connection broke after the request was sent: Canvas may have acted (502)."""
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (NewConnectionError, NameResolutionError))
+
+
+def describe(exc: BaseException) -> str:
+    """A short, token-free description of a transport failure (no URL, no headers)."""
+    reason = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)
+    return type(reason).__name__
+
+
+@dataclass
+class CanvasClient:
+    base_url: str
+    connect_timeout: float
+    read_timeout: float
+    pool_size: int = 32
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        # Never route Canvas traffic through an environment proxy (HTTP_PROXY & co).
+        self.session.trust_env = False
+        # Retry only failures to connect, which happen before anything is sent; a request
+        # that reached Canvas is never sent twice.
+        retry = Retry(total=2, connect=2, read=False, status=0, other=0, redirect=0, backoff_factor=0.1)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    def send(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | BinaryIO | Iterable[bytes] | None,
+    ) -> requests.Response:
+        """Send `method target` (raw path and query, from /api/ on) to Canvas as is.
+
+        The response is streamed: the caller reads `response.raw` undecoded and closes it.
+        """
+        request = requests.Request(method, self.base_url + "/", headers=dict(_merge(headers)), data=body)
+        prepared = self.session.prepare_request(request)
+        # requests would re-quote the URL; Canvas must see the caller's bytes.
+        prepared.url = self.base_url + target
+        try:
+            return self.session.send(
+                prepared, stream=True, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout as exc:
+            if isinstance(exc, requests.ConnectTimeout):
+                raise CanvasUnreachable(describe(exc)) from None
+            raise CanvasTimeout(describe(exc)) from None
+        except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise CanvasUnreachable(describe(exc)) from None
+            raise CanvasConnectionLost(describe(exc)) from None
+
+    def whoami(self, token: str) -> Actor | None:
+        """The Canvas user behind `token` (GET /api/v1/users/self), or None if Canvas says no."""
+        try:
+            response = self.session.get(
+                self.base_url + "/api/v1/users/self",
+                headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            log.warning("could not resolve the token's Canvas user: %s", describe(exc))
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            user = response.json()
+            return Actor(int(user["id"]), user.get("name"))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _merge(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """requests takes a mapping; repeated headers are joined as HTTP allows (RFC 9110 §5.3)."""
+    merged: dict[str, tuple[str, str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in merged:
+            merged[key] = (merged[key][0], f"{merged[key][1]}, {value}")
+        else:
+            merged[key] = (name, value)
+    return list(merged.values())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme word exactly)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme == "Bearer" and token else None
+
+
+def request_token(authorization: str | None, params: Mapping[str, Any]) -> str | None:
+    """The token Canvas would use: the Bearer header, else an access_token parameter."""
+    token = bearer_token(authorization)
+    if token:
+        return token
+    value = params.get("access_token")
+    return value if isinstance(value, str) and value else None
+
+
+def token_hash(key: bytes, token: str) -> str:
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()

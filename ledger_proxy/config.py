@@ -1,0 +1,257 @@
+"""The settings registry: every setting's name, default, parser and help text, in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "LEDGER_PROXY"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; raised at start-up, never at the first request."""
+
+
+def _url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a URL string such as https://school.instructure.com")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL such as https://school.instructure.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    if "api/v1" in parts.path:
+        raise ValueError("must be the Canvas root URL, without /api/v1")
+    try:
+        parts.port  # noqa: B018 - validates the port number
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port ({exc})") from None
+    return value.strip().rstrip("/")
+
+
+def _optional_path(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a file path")
+    return value
+
+
+def _int_list(value: Any) -> list[int]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, bool):
+        raise ValueError("must be a comma-separated list of Canvas user ids")
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        items: list[Any] = [item.strip() for item in value.split(",") if item.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError("must be a comma-separated list of Canvas user ids")
+    ids = []
+    for item in items:
+        if isinstance(item, bool) or not re.fullmatch(r"\d{1,19}", str(item)):
+            raise ValueError(f"{item!r} is not a numeric Canvas user id")
+        ids.append(int(item))
+    return ids
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a positive number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a positive number of seconds") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    return value
+
+
+def _byte_size(value: Any) -> int:
+    size = _non_negative_int(value)
+    if size == 0:
+        raise ValueError("must be a positive number of bytes")
+    return size
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+
+    @property
+    def env_name(self) -> str:
+        return f"{ENV_PREFIX}_{self.name}"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "CANVAS_URL",
+        None,
+        _url,
+        "Canvas base URL that requests are forwarded to, e.g. https://school.instructure.com. "
+        "Required by `gunicorn wsgi:app`; `ledger-proxy serve` starts the bundled simulator "
+        "when it is unset.",
+    ),
+    Setting(
+        "DATABASE",
+        None,
+        _optional_path,
+        "Path of the SQLite ledger file. Default: ledger.sqlite3 in the instance folder.",
+    ),
+    Setting(
+        "ADMIN_USER_IDS",
+        [],
+        _int_list,
+        "Comma-separated Canvas user ids allowed to export the ledger and read its history.",
+    ),
+    Setting(
+        "CONNECT_TIMEOUT",
+        5.0,
+        _positive_number,
+        "Seconds to wait for a TCP connection to Canvas before answering 502.",
+    ),
+    Setting(
+        "READ_TIMEOUT",
+        60.0,
+        _positive_number,
+        "Seconds to wait for Canvas to answer (between bytes) before answering 504.",
+    ),
+    Setting(
+        "MAX_BODY_BYTES",
+        512 * 1024 * 1024,
+        _byte_size,
+        "Largest request body forwarded (bytes); larger bodies get 413. Bodies the ledger "
+        "does not read (SIS uploads, files) stream through without being held in memory.",
+    ),
+    Setting(
+        "MAX_PARSED_BODY_BYTES",
+        1024 * 1024,
+        _byte_size,
+        "Largest body of an enrollment-changing request, which the proxy reads to record "
+        "its intent (bytes); larger ones get 413.",
+    ),
+    Setting(
+        "CLOCK_SKEW_SECONDS",
+        5,
+        _non_negative_int,
+        "Allowance when comparing Canvas's whole-second created_at with the request's start: "
+        "an enrollment created earlier than that is recorded as adopted, not created.",
+    ),
+    Setting(
+        "IDENTITY_CACHE_SECONDS",
+        3600,
+        _non_negative_int,
+        "How long the Canvas user behind a token (from /api/v1/users/self) is cached, keyed "
+        "by a keyed hash of the token.",
+    ),
+    Setting(
+        "TOKEN_HASH_KEY",
+        None,
+        _optional_path,
+        "Secret key for the keyed hash (HMAC-SHA256) under which tokens are cached. Default: "
+        "a random key generated once into token_hash.key in the instance folder.",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        0,
+        _non_negative_int,
+        "Number of reverse proxies (e.g. nginx) in front of ledger-proxy whose "
+        "X-Forwarded-Proto/Host/Port/Prefix headers are trusted when rewriting Link headers.",
+    ),
+    Setting(
+        "LOG_LEVEL",
+        "INFO",
+        _log_level,
+        "Log level of the proxy's own logger: DEBUG, INFO, WARNING or ERROR.",
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    return {setting.name: setting.default for setting in SETTINGS}
+
+
+def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
+    """Names of LEDGER_PROXY_* variables that are not settings (usually typos)."""
+    prefix = f"{ENV_PREFIX}_"
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(prefix) and name[len(prefix) :] not in SETTINGS_BY_NAME
+    )
+
+
+def validate(config: dict[str, Any], environ: Mapping[str, str] = os.environ) -> None:
+    """Parse every registered setting in `config` in place; raise ConfigError on the first bad one."""
+    unknown = unknown_env_settings(environ)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]}; known settings: "
+            + ", ".join(setting.env_name for setting in SETTINGS)
+        )
+    for setting in SETTINGS:
+        raw = config.get(setting.name, setting.default)
+        try:
+            config[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            shown = raw if not isinstance(raw, str) else json.dumps(raw)
+            raise ConfigError(f"{setting.env_name}={shown} {exc}") from None
+
+
+def token_hash_key(config: Mapping[str, Any], instance_path: str) -> bytes:
+    """The configured key, or one generated once into the instance folder (mode 0600)."""
+    if config.get("TOKEN_HASH_KEY"):
+        return str(config["TOKEN_HASH_KEY"]).encode()
+    path = Path(instance_path) / "token_hash.key"
+    if not path.exists():
+        # Write a temporary file, then link it into place: several workers starting at once
+        # all end up reading the one key that won, never a half-written file.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".token_hash.key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty; delete it to have a new key generated")
+    return key.encode()

@@ -1,0 +1,144 @@
+"""The ledger schema as an ordered list of sqlite-utils migrations; never edit an applied one."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("ledger_proxy")
+
+
+@migrations()
+def m001_ledger(db: sqlite_utils.Database) -> None:
+    # One row per enrollment-changing request: the intent is written before the request is
+    # forwarded and its outcome after, so an unknown outcome stays visible as 'pending'.
+    db.execute(
+        """
+        CREATE TABLE requests (
+            id TEXT PRIMARY KEY,               -- the proxy's own request id
+            received_at TEXT NOT NULL,         -- proxy clock, ISO 8601 UTC, microseconds
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,                -- raw path, never the query (it may hold a token)
+            kind TEXT NOT NULL,                -- enrollment_create, enrollment_delete, ...
+            integration TEXT,
+            actor_user_id INTEGER,             -- Canvas user behind the token (users/self)
+            actor_name TEXT,
+            token_hash TEXT,                   -- HMAC-SHA256 of the token, never the token
+            user_agent TEXT,
+            course_ref TEXT,                   -- ids as the request named them (maybe sis_*:)
+            section_ref TEXT,
+            enrollment_ref TEXT,
+            account_ref TEXT,
+            params TEXT,                       -- JSON of the parsed parameters, tokens removed
+            status TEXT NOT NULL,              -- pending, completed, failed, unknown
+            http_status INTEGER,
+            canvas_request_id TEXT,
+            outcome_at TEXT,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX requests_status ON requests (status, received_at)")
+
+    # Append-only: one row per enrollment the proxy saw Canvas create or change.
+    db.execute(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL REFERENCES requests (id),
+            enrollment_id INTEGER NOT NULL,
+            action TEXT NOT NULL,              -- created, adopted, concluded, deleted, ...
+            course_id INTEGER,
+            course_section_id INTEGER,
+            user_id INTEGER,
+            type TEXT,
+            role TEXT,
+            role_id INTEGER,
+            enrollment_state TEXT,
+            sis_import_id INTEGER,
+            canvas_created_at TEXT,
+            canvas_updated_at TEXT,
+            canvas_request_id TEXT,
+            integration TEXT,
+            actor_user_id INTEGER,
+            recorded_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_enrollment ON events (enrollment_id, seq)")
+    db.execute("CREATE INDEX events_course ON events (course_id, seq)")
+    for operation in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""
+            CREATE TRIGGER events_append_only_{operation.lower()}
+            BEFORE {operation} ON events
+            BEGIN SELECT RAISE(ABORT, 'ledger events are append-only'); END
+            """
+        )
+
+    # The current view: one row per enrollment, rebuilt from events by record_events().
+    db.execute(
+        """
+        CREATE TABLE enrollments (
+            enrollment_id INTEGER PRIMARY KEY,
+            course_id INTEGER,
+            course_section_id INTEGER,
+            user_id INTEGER,
+            type TEXT,
+            role TEXT,
+            role_id INTEGER,
+            enrollment_state TEXT,
+            sis_import_id INTEGER,
+            canvas_created_at TEXT,
+            canvas_updated_at TEXT,
+            origin_action TEXT NOT NULL,       -- the first action seen: created, adopted, deleted...
+            origin_integration TEXT,
+            origin_actor_user_id INTEGER,
+            origin_request_id TEXT NOT NULL,
+            origin_canvas_request_id TEXT,
+            first_recorded_at TEXT NOT NULL,
+            last_action TEXT NOT NULL,
+            last_seq INTEGER NOT NULL,
+            last_recorded_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX enrollments_course ON enrollments (course_id)")
+    db.execute("CREATE INDEX enrollments_section ON enrollments (course_section_id)")
+
+    # Requests that make enrollments later, in a Canvas job (SIS imports, bulk enrollment).
+    db.execute(
+        """
+        CREATE TABLE async_jobs (
+            request_id TEXT PRIMARY KEY REFERENCES requests (id),
+            kind TEXT NOT NULL,                -- sis_import or bulk_enrollment
+            job_id INTEGER,
+            account_ref TEXT,
+            integration TEXT,
+            actor_user_id INTEGER,
+            submitted_at TEXT NOT NULL,
+            canvas_request_id TEXT,
+            job_state TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX async_jobs_job ON async_jobs (kind, job_id)")
+
+    # The Canvas user behind each token, keyed by HMAC of the token.
+    db.execute(
+        """
+        CREATE TABLE actors (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL,
+            name TEXT,
+            resolved_at TEXT NOT NULL
+        )
+        """
+    )
+
+    # When the ledger began recording: older enrollments were never seen by it.
+    db.execute("CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "INSERT INTO ledger_meta (key, value) "
+        "VALUES ('recording_since', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
+    )

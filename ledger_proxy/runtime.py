@@ -1,0 +1,46 @@
+"""Per-process state of one app: the Canvas client, the token key, the actor cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlite_utils
+from flask import current_app
+
+from . import ledger
+from .canvas import CanvasClient
+
+
+@dataclass
+class Runtime:
+    canvas: CanvasClient
+    token_key: bytes
+    identity_ttl: float
+    _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def actor_for(
+        self, db: sqlite_utils.Database, token: str, hashed: str
+    ) -> ledger.Actor | None:
+        """The Canvas user behind `token`: from memory, then the ledger's cache, then Canvas."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._actors.get(hashed)
+        if cached and cached[1] > now:
+            return cached[0]
+        actor = ledger.cached_actor(db, hashed, timedelta(seconds=self.identity_ttl))
+        if actor is None:
+            actor = self.canvas.whoami(token)
+            if actor is None:
+                return None
+            ledger.store_actor(db, hashed, actor)
+        with self._lock:
+            self._actors[hashed] = (actor, now + self.identity_ttl)
+        return actor
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["ledger_proxy"]  # type: ignore[no-any-return]
