@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 
@@ -329,12 +329,17 @@ def _decoded_json(upstream: requests.Response, content: bytes) -> Any:
 
 def _canvas_clock_start(upstream: requests.Response, elapsed: float, received_at: Any) -> Any:
     """When the request started, on Canvas's clock when its Date header says, else ours."""
-    date = upstream.headers.get("Date")
-    if date:
+    dates = upstream.raw.headers.getlist("Date")
+    if dates:
+        date = dates[-1]  # a server behind a framework may send two: the app's comes last
         try:
-            return parsedate_to_datetime(date) - timedelta(seconds=elapsed)
+            canvas_now = parsedate_to_datetime(date)
         except (TypeError, ValueError):
             pass
+        else:
+            if canvas_now.tzinfo is None:  # "-0000" and "GMT" both mean UTC in HTTP dates
+                canvas_now = canvas_now.replace(tzinfo=UTC)
+            return canvas_now - timedelta(seconds=elapsed)
     return received_at
 
 
