@@ -70,6 +70,13 @@ def create_app(
             return proxy.not_found(exc)
         return error_response(exc.code or 500, exc.description or exc.name)
 
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logging.getLogger("ledger_proxy").exception("unexpected error: %s", type(exc).__name__)
+        return error_response(
+            500, "ledger-proxy hit an internal error", error_code="internal_server_error"
+        )
+
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

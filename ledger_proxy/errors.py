@@ -10,16 +10,23 @@ from werkzeug.wrappers import Response
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-def error_body(message: str, **extra: Any) -> dict[str, Any]:
+def error_body(message: str, error_code: str | None = None, **extra: Any) -> dict[str, Any]:
     """Canvas's error shape; `extra` keys (e.g. "status") sit beside "errors" as Canvas does."""
-    return {"errors": [{"message": message}], **extra}
+    error: dict[str, Any] = {"message": message}
+    if error_code:
+        error["error_code"] = error_code
+    return {"errors": [error], **extra}
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    error_code: str | None = None,
+    **extra: Any,
 ) -> Response:
     return Response(
-        json.dumps(error_body(message, **extra)),
+        json.dumps(error_body(message, error_code, **extra)),
         status=status,
         content_type=JSON_CONTENT_TYPE,
         headers=headers,

@@ -306,7 +306,11 @@ def _forward_recorded(
         status=upstream.status_code,
         headers=response_headers(upstream.raw.headers.items(), canvas_base, client_base),
     )
-    _record(db, request_id, operation, upstream, content, integration, actor, received_at, elapsed)
+    try:
+        _record(db, request_id, operation, upstream, content, integration, actor, received_at, elapsed)
+    except Exception:
+        # Canvas acted and the client must hear so; the intent stays pending for reconciliation.
+        log.exception("request %s: the outcome could not be written to the ledger", request_id)
     return response
 
 
