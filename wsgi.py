@@ -1,4 +1,4 @@
-"""The WSGI entry point: `gunicorn wsgi:app` (settings from LEDGER_PROXY_* and instance/config.py)."""
+"""The WSGI entry point: `gunicorn wsgi:app` (settings: LEDGER_PROXY_*, instance/config.py)."""
 
 import sys
 

@@ -61,7 +61,9 @@ class CanvasClient:
         self.session.trust_env = False
         # Retry only failures to connect, which happen before anything is sent; a request
         # that reached Canvas is never sent twice.
-        retry = Retry(total=2, connect=2, read=False, status=0, other=0, redirect=0, backoff_factor=0.1)
+        retry = Retry(
+            total=2, connect=2, read=False, status=0, other=0, redirect=0, backoff_factor=0.1
+        )
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -81,7 +83,9 @@ class CanvasClient:
 
         The response is streamed: the caller reads `response.raw` undecoded and closes it.
         """
-        request = requests.Request(method, self.base_url + "/", headers=dict(_merge(headers)), data=body)
+        request = requests.Request(
+            method, self.base_url + "/", headers=dict(_merge(headers)), data=body
+        )
         prepared = self.session.prepare_request(request)
         # requests would re-quote the URL; Canvas must see the caller's bytes.
         prepared.url = self.base_url + target

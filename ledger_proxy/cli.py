@@ -26,7 +26,9 @@ def _start_simulator(host: str) -> Any:
     from .simulator import create_simulator_app
 
     server = BackgroundServer(create_simulator_app(seed_demo=True), host=host).start()
-    click.echo(f"LEDGER_PROXY_CANVAS_URL is not set: started the bundled Canvas simulator at {server.url}")
+    click.echo(
+        f"LEDGER_PROXY_CANVAS_URL is not set: started the bundled Canvas simulator at {server.url}"
+    )
     click.echo("  demo tokens: sim-admin-token (admin), sim-teacher-token (teacher)")
     return server
 
@@ -34,7 +36,9 @@ def _start_simulator(host: str) -> Any:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option(
+    "--workers", default=2, show_default=True, type=int, help="gunicorn worker processes."
+)
 @click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker.")
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
 def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:

@@ -216,7 +216,7 @@ def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
 
 
 def validate(config: dict[str, Any], environ: Mapping[str, str] = os.environ) -> None:
-    """Parse every registered setting in `config` in place; raise ConfigError on the first bad one."""
+    """Parse every registered setting in `config` in place; ConfigError on the first bad one."""
     unknown = unknown_env_settings(environ)
     if unknown:
         raise ConfigError(

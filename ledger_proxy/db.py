@@ -16,7 +16,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 def connect(path: str) -> sqlite_utils.Database:
     """A new handle on the ledger; one per thread (sqlite3 handles are not shared)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level="")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA foreign_keys = ON")

@@ -19,15 +19,16 @@ def error_body(message: str, error_code: str | None = None, **extra: Any) -> dic
 
 
 def error_response(
-    status: int,
+    http_status: int,
     message: str,
+    *,
     headers: dict[str, str] | None = None,
     error_code: str | None = None,
     **extra: Any,
 ) -> Response:
     return Response(
         json.dumps(error_body(message, error_code, **extra)),
-        status=status,
+        status=http_status,
         content_type=JSON_CONTENT_TYPE,
         headers=headers,
     )

@@ -66,7 +66,9 @@ def check_request_target(raw_target: str) -> tuple[str, str]:
     percent-encoded, are refused: the proxy only ever talks to the configured Canvas.
     """
     if not raw_target.startswith("/") or raw_target.startswith("//"):
-        raise BadRequestTarget("only origin-form request targets (starting with one /) are accepted")
+        raise BadRequestTarget(
+            "only origin-form request targets (starting with one /) are accepted"
+        )
     path, _, query = raw_target.partition("?")
     if "#" in path:
         raise BadRequestTarget("a request target cannot carry a fragment")

@@ -1,4 +1,4 @@
-"""Record and read the ledger: intents, outcomes, append-only events, the current view (no Flask)."""
+"""Record and read the ledger: intents, outcomes, append-only events, current view (no Flask)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ ACTION_BY_KIND = {
     "enrollment_accept": "accepted",
     "enrollment_reject": "rejected",
 }
-ACTION_BY_DELETED_STATE = {"completed": "concluded", "deleted": "deleted", "inactive": "deactivated"}
+ACTION_BY_DELETED_STATE = {
+    "completed": "concluded",
+    "deleted": "deleted",
+    "inactive": "deactivated",
+}
 STATE_AFTER = {"enrollment_accept": "active", "enrollment_reject": "rejected"}
 
 
@@ -225,7 +229,9 @@ def _complete_from_view(db: sqlite_utils.Database, event: Event) -> dict[str, An
     values = {field: getattr(event, field) for field in EVENT_FIELDS}
     if all(values[field] is not None for field in ("course_id", "user_id", "type")):
         return values
-    rows = list(db.query("SELECT * FROM enrollments WHERE enrollment_id = ?", [event.enrollment_id]))
+    rows = list(
+        db.query("SELECT * FROM enrollments WHERE enrollment_id = ?", [event.enrollment_id])
+    )
     if rows:
         for field in EVENT_FIELDS:
             if values[field] is None and field != "enrollment_state":
@@ -379,9 +385,7 @@ def current_enrollment(db: sqlite_utils.Database, enrollment_id: int) -> dict[st
 # The token -> Canvas user cache
 
 
-def cached_actor(
-    db: sqlite_utils.Database, token_hash: str, max_age: timedelta
-) -> Actor | None:
+def cached_actor(db: sqlite_utils.Database, token_hash: str, max_age: timedelta) -> Actor | None:
     rows = list(db.query("SELECT * FROM actors WHERE token_hash = ?", [token_hash]))
     if not rows:
         return None

@@ -91,7 +91,7 @@ def m001_ledger(db: sqlite_utils.Database) -> None:
             sis_import_id INTEGER,
             canvas_created_at TEXT,
             canvas_updated_at TEXT,
-            origin_action TEXT NOT NULL,       -- the first action seen: created, adopted, deleted...
+            origin_action TEXT NOT NULL,       -- first action seen: created, adopted, deleted...
             origin_integration TEXT,
             origin_actor_user_id INTEGER,
             origin_request_id TEXT NOT NULL,

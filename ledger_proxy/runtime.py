@@ -22,9 +22,7 @@ class Runtime:
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def actor_for(
-        self, db: sqlite_utils.Database, token: str, hashed: str
-    ) -> ledger.Actor | None:
+    def actor_for(self, db: sqlite_utils.Database, token: str, hashed: str) -> ledger.Actor | None:
         """The Canvas user behind `token`: from memory, then the ledger's cache, then Canvas."""
         now = time.monotonic()
         with self._lock:

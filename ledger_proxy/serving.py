@@ -45,7 +45,6 @@ class BackgroundServer:
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietRequestHandler
         )
-        self._server.daemon_threads = True
         self.host = host
         self.port: int = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(

@@ -18,7 +18,11 @@ from .upstream import RecordingUpstream
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests configure the proxy explicitly; settings from the caller's shell never leak in."""
     for name in list(os.environ):
-        if name.startswith("LEDGER_PROXY_") or name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+        if name.startswith("LEDGER_PROXY_") or name.lower() in (
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ):
             monkeypatch.delenv(name)
 
 
@@ -41,10 +45,79 @@ def make_proxy(tmp_path: Any) -> Iterator[Callable[..., BackgroundServer]]:
             "TOKEN_HASH_KEY": "test-token-hash-key",
             **settings,
         }
-        server = BackgroundServer(create_app(config, instance_path=str(tmp_path / "instance"))).start()
+        server = BackgroundServer(
+            create_app(config, instance_path=str(tmp_path / "instance"))
+        ).start()
         servers.append(server)
         return server
 
     yield make
     for server in servers:
         server.stop()
+
+
+class World:
+    """A simulated Canvas with an admin, a teacher, students and one course with two sections."""
+
+    def __init__(self, sim: Any) -> None:
+        self.sim = sim
+        self.admin = sim.add_user("Ada Admin", admin=True, sis_user_id="ADMIN-1")
+        self.teacher = sim.add_user("Terry Teacher", sis_user_id="T-1")
+        self.students = [
+            sim.add_user(
+                f"Student {n:02d}", sortable_name=f"Student, {n:02d}", sis_user_id=f"S-{n:02d}"
+            )
+            for n in range(1, 9)
+        ]
+        self.course = sim.add_course("Biology 101", sis_course_id="BIO-101")
+        self.section_a = self.course["default_section_id"]
+        self.section_b = sim.control(
+            "POST",
+            f"courses/{self.course['id']}/sections",
+            {"name": "Lab B", "sis_section_id": "BIO-101-B"},
+        )["id"]
+        sim.control(
+            "POST",
+            "ui/enrollments",
+            {
+                "course_id": self.course["id"],
+                "user_id": self.teacher["id"],
+                "type": "TeacherEnrollment",
+                "enrollment_state": "active",
+                "actor_user_id": self.admin["id"],
+            },
+        )
+
+    def truth(self, enrollment_id: int) -> dict[str, Any]:
+        [row] = [
+            e for e in self.sim.enrollments(course_id=self.course["id"]) if e["id"] == enrollment_id
+        ]
+        return row
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[Any]:
+    """One simulator for the whole run; each test resets it (records, faults, settings, clock)."""
+    from ledger_proxy.simulator.testing import running_simulator
+
+    with running_simulator(seed_demo=False) as client:
+        yield client
+
+
+@pytest.fixture
+def sim(sim_server: Any) -> Any:
+    """The simulator with an empty world."""
+    sim_server.reset(seed_demo=False)
+    return sim_server
+
+
+@pytest.fixture
+def demo_sim(sim_server: Any) -> Any:
+    """The simulator with the demo world (sim-admin-token, sim-teacher-token, course 1)."""
+    sim_server.reset(seed_demo=True)
+    return sim_server
+
+
+@pytest.fixture
+def world(sim: Any) -> World:
+    return World(sim)

@@ -35,7 +35,9 @@ class RecordingUpstream:
         self.reply: Callable[[Seen], Reply] = lambda _seen: Reply()
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         headers = [
             (key[5:].replace("_", "-").title(), value)
             for key, value in environ.items()
@@ -45,7 +47,12 @@ class RecordingUpstream:
             if environ.get(key):
                 headers.append((key.replace("_", "-").title(), environ[key]))
         body = get_input_stream(environ).read()
-        seen = Seen(environ["REQUEST_METHOD"], environ.get("RAW_URI") or environ["REQUEST_URI"], headers, body)
+        seen = Seen(
+            environ["REQUEST_METHOD"],
+            environ.get("RAW_URI") or environ["REQUEST_URI"],
+            headers,
+            body,
+        )
         with self._lock:
             self.seen.append(seen)
         reply = self.reply(seen)

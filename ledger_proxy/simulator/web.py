@@ -1,0 +1,122 @@
+"""Flask glue shared by the simulator's blueprints: state, auth, params, Canvas JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from flask import Response, current_app, g, request
+
+from ledger_proxy.simulator import errors
+from ledger_proxy.simulator.models import Context, User
+from ledger_proxy.simulator.params import Params, flatten_json
+from ledger_proxy.simulator.serialize import Viewer, stringify_ids
+from ledger_proxy.simulator.state import SimulatorState
+from ledger_proxy.simulator.wire import CONTEXT_ID_KEY, RAW_PATH_KEY, ruby_float
+
+EXTENSION_KEY = "canvas_simulator"
+JSON_TYPE = "application/json; charset=utf-8"
+STRING_IDS = "application/json+canvas-string-ids"
+
+
+def sim_state() -> SimulatorState:
+    state: SimulatorState = current_app.extensions[EXTENSION_KEY]
+    return state
+
+
+def canvas_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Compact JSON as Rails renders it, with ids stringified when the client asked for that."""
+    if STRING_IDS in request.headers.get("Accept", ""):
+        data = stringify_ids(data)
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return Response(body, status=status, headers=headers or {}, content_type=JSON_TYPE)
+
+
+def error_response(error: errors.ApiError) -> Response:
+    return canvas_json(error.body, error.status, error.headers)
+
+
+def add_canvas_headers(response: Response) -> Response:
+    """Per-request headers every Canvas API answer carries."""
+    settings = sim_state().settings
+    context_id = request.environ.get(CONTEXT_ID_KEY)
+    if context_id:
+        response.headers["X-Request-Context-Id"] = context_id
+    response.headers["X-Request-Cost"] = ruby_float(settings.request_cost)
+    response.headers["X-Rate-Limit-Remaining"] = ruby_float(settings.rate_limit_remaining)
+    caller: User | None = g.get("caller")
+    if caller is not None:
+        response.headers["X-Canvas-User-Id"] = str(caller.id)
+    return response
+
+
+def request_params() -> Params:
+    """Query-string pairs, then body pairs (form, multipart or nested JSON)."""
+    if "params" in g:
+        cached: Params = g.params
+        return cached
+    query = request.query_string.decode("utf-8", errors="replace")
+    params = Params(parse_qsl(query, keep_blank_values=True))
+    if request.mimetype == "application/json":
+        try:
+            document = json.loads(request.get_data(cache=True) or b"null")
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            params.extend(flatten_json(document))
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        params.extend(request.form.items(multi=True))
+    g.params = params
+    return params
+
+
+def query_pairs() -> list[tuple[str, str]]:
+    return parse_qsl(request.query_string.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+
+def authenticate() -> User:
+    """Bearer header first, else an `access_token` parameter (§9); sets `g.caller`."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = credentials.strip() if scheme == "Bearer" else ""
+    if not token:
+        value = request_params().get("access_token")
+        token = str(value).strip() if value is not None else ""
+    if not token:
+        raise errors.unauthenticated()
+    user = sim_state().user_for_token(token)
+    if user is None:
+        raise errors.invalid_token()
+    g.caller = user
+    return user
+
+
+def base_url() -> str:
+    """Scheme and Host exactly as this request arrived, for absolute `html_url`s and Links."""
+    return f"{request.scheme}://{request.host}"
+
+
+def endpoint_url() -> str:
+    return base_url() + request.environ.get(RAW_PATH_KEY, request.path)
+
+
+def viewer() -> Viewer:
+    if "viewer" not in g:
+        g.viewer = Viewer(sim_state(), authenticate(), base_url())
+    found: Viewer = g.viewer
+    return found
+
+
+def segment(value: str) -> str:
+    """A path id as the client meant it (`sis_course_id:a%2Fb` -> `sis_course_id:a/b`)."""
+    return unquote(value)
+
+
+def request_context(channel: str = "api") -> Context:
+    caller: User | None = g.get("caller")
+    return Context(
+        channel=channel,
+        actor_user_id=caller.id if caller else None,
+        request_context_id=request.environ.get(CONTEXT_ID_KEY),
+        user_agent=request.headers.get("User-Agent"),
+    )

@@ -1,0 +1,73 @@
+"""The console script: help texts, and `serve` in front of the bundled simulator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from canvasapi import Canvas
+from click.testing import CliRunner
+
+from ledger_proxy.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["simulator"]])
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0
+    if command:
+        assert "Example:" in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [pytest.param([], id="gunicorn"), pytest.param(["--dev"], id="dev-server")])
+def test_serve_without_a_canvas_url_runs_in_front_of_the_simulator(tmp_path, mode):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
+    env.update(LEDGER_PROXY_DATABASE=str(tmp_path / "l.sqlite3"), LEDGER_PROXY_TOKEN_HASH_KEY="k")
+    script = Path(sys.executable).with_name("ledger-proxy")
+    proc = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), "--workers", "1", *mode],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:  # readiness: poll until the proxy answers through to the simulator
+            try:
+                if requests.get(f"{base}/api/v1/users/self", headers={"Authorization": "Bearer sim-admin-token"}, timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
+            time.sleep(0.05)
+        canvas = Canvas(base, "sim-admin-token")
+        enrollments = list(canvas.get_course(1).get_enrollments())
+        assert enrollments
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        reader.join(5)
+        proc.stdout.close()  # type: ignore[union-attr]
+    text = "".join(output)
+    assert "started the bundled Canvas simulator at http://127.0.0.1:" in text
+    assert f"give scripts the Canvas base URL {base}" in text
+    assert "sim-admin-token" in text  # the demo token is printed; real tokens never are
