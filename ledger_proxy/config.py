@@ -164,10 +164,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "CLOCK_SKEW_SECONDS",
-        5,
+        2,
         _non_negative_int,
-        "Allowance when comparing Canvas's whole-second created_at with the request's start: "
-        "an enrollment created earlier than that is recorded as adopted, not created.",
+        "Allowance when comparing Canvas's whole-second created_at with the request's start, "
+        "taken on Canvas's clock from its Date header: a row created earlier than that is "
+        "recorded as adopted, not created. Without a Date header the proxy's clock is used: "
+        "raise it to cover the difference between the two clocks.",
     ),
     Setting(
         "IDENTITY_CACHE_SECONDS",

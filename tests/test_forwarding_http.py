@@ -232,3 +232,40 @@ def test_integration_header_is_not_forwarded(upstream, make_proxy):
     proxy = make_proxy(server.url)
     requests.get(f"{proxy.url}/api/v1/users/self", headers={"X-Ledger-Integration": "beta"}, timeout=10)
     assert app.header(app.seen[-1], "X-Ledger-Integration") is None
+
+
+def test_a_large_upload_streams_through_without_being_held_in_memory(make_proxy):
+    """60 MB through the proxy while Python's own allocations stay far below the body size."""
+    import hashlib
+    import tracemalloc
+
+    from ledger_proxy.serving import BackgroundServer
+
+    from .upstream import RecordingUpstream
+
+    app = RecordingUpstream(keep_bodies=False)
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    total = 60
+    digest = hashlib.sha256(chunk * total).hexdigest()
+    with BackgroundServer(app) as server:
+        proxy = make_proxy(server.url)
+
+        def body():
+            for _ in range(total):
+                yield chunk
+
+        tracemalloc.start()
+        try:
+            response = requests.post(
+                f"{proxy.url}/api/v1/accounts/1/sis_imports?extension=zip",
+                data=body(),
+                headers={"Content-Type": "application/zip"},
+                timeout=60,
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.status_code == 200
+    assert app.seen[-1].body == f"{total * len(chunk)}:{digest}".encode()
+    # The test's own chunk (1 MiB) and the server threads' buffers, not 60 MiB.
+    assert peak < 12 * 1024 * 1024, peak

@@ -218,3 +218,17 @@ def test_throttled_answers_pass_through_with_their_headers(world, proxy, sim, st
     assert "Rate Limit Exceeded" in response.text
     assert response.headers["Content-Type"].startswith("text/plain")
     assert "X-Rate-Limit-Remaining" in response.headers
+
+
+def test_a_hand_made_row_only_seconds_old_is_still_adopted(world, proxy, sim):
+    """Canvas's created_at is compared on Canvas's own clock (its Date header), with 2 s for
+    whole-second rounding, so a row made 4 s before the request is not taken for a new one."""
+    from datetime import UTC, datetime, timedelta
+
+    student = world.students[5]
+    four_seconds_ago = datetime.now(UTC) - timedelta(seconds=4)
+    sim.control("POST", "clock", {"now": four_seconds_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    sim.control("POST", "ui/enrollments", {"course_id": world.course["id"], "user_id": student["id"], "actor_user_id": world.teacher["id"]})
+    sim.control("POST", "clock", {"now": None})
+    Canvas(proxy.url, world.admin["token"]).get_course(world.course["id"]).enroll_user(student["id"])
+    assert [e["action"] for e in events(proxy)] == ["adopted"]

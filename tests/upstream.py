@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ class Reply:
 class RecordingUpstream:
     """A WSGI app that remembers every request it gets and answers what it is told to."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_bodies: bool = True) -> None:
+        self.keep_bodies = keep_bodies  # False: keep only the size and SHA-256 (large uploads)
         self.seen: list[Seen] = []
         self.reply: Callable[[Seen], Reply] = lambda _seen: Reply()
         self._lock = threading.Lock()
@@ -46,7 +48,15 @@ class RecordingUpstream:
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
                 headers.append((key.replace("_", "-").title(), environ[key]))
-        body = get_input_stream(environ).read()
+        stream = get_input_stream(environ)
+        if self.keep_bodies:
+            body = stream.read()
+        else:
+            digest, size = hashlib.sha256(), 0
+            while chunk := stream.read(64 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+            body = f"{size}:{digest.hexdigest()}".encode()
         seen = Seen(
             environ["REQUEST_METHOD"],
             environ.get("RAW_URI") or environ["REQUEST_URI"],
