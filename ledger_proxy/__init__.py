@@ -23,7 +23,7 @@ def create_app(
     """
     from . import config, db
     from .canvas import CanvasClient
-    from .errors import error_response
+    from .errors import ProxyError, error_response
     from .runtime import Runtime
 
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
@@ -62,6 +62,8 @@ def create_app(
     from .blueprints import proxy
 
     app.register_blueprint(proxy.bp)
+
+    app.register_error_handler(ProxyError, lambda exc: exc.response())
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

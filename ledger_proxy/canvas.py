@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -103,23 +104,29 @@ class CanvasClient:
             raise CanvasConnectionLost(describe(exc)) from None
 
     def whoami(self, token: str) -> Actor | None:
-        """The Canvas user behind `token` (GET /api/v1/users/self), or None if Canvas says no."""
+        """The Canvas user behind `token` (GET /api/v1/users/self), or None if Canvas says no.
+
+        Raises CanvasUnreachable, CanvasTimeout or CanvasConnectionLost when Canvas gives no
+        answer, so that "this token is invalid" and "Canvas is down" stay apart.
+        """
+        response = self.send(
+            "GET",
+            "/api/v1/users/self",
+            [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)],
+            None,
+        )
+        with contextlib.closing(response):
+            if response.status_code != 200:
+                return None
+            try:
+                user = response.json()  # reads the streamed body
+            except requests.RequestException as exc:
+                raise CanvasConnectionLost(describe(exc)) from None
+            except ValueError:
+                return None
         try:
-            response = self.session.get(
-                self.base_url + "/api/v1/users/self",
-                headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            log.warning("could not resolve the token's Canvas user: %s", describe(exc))
-            return None
-        if response.status_code != 200:
-            return None
-        try:
-            user = response.json()
             return Actor(int(user["id"]), user.get("name"))
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return None
 
 

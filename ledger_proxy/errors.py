@@ -37,24 +37,50 @@ def error_response(
 class ProxyError(Exception):
     """An error the proxy answers itself (never one of Canvas's, which pass through as is)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        http_status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        error_code: str | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = http_status
         self.message = message
+        self.headers = headers
+        self.error_code = error_code
         self.extra = extra
 
     def response(self) -> Response:
-        return error_response(self.status, self.message, **self.extra)
+        return error_response(
+            self.http_status,
+            self.message,
+            headers=self.headers,
+            error_code=self.error_code,
+            **self.extra,
+        )
 
 
 UNAUTHENTICATED_HEADERS = {"WWW-Authenticate": 'Bearer realm="canvas-lms"'}
 
 
-def unauthenticated() -> Response:
+def unauthenticated() -> ProxyError:
     """Canvas's answer to a request without credentials."""
-    return error_response(
+    return ProxyError(
         401,
         "user authorization required",
         headers=UNAUTHENTICATED_HEADERS,
         status="unauthenticated",
     )
+
+
+def invalid_token() -> ProxyError:
+    """Canvas's answer to a token it does not know."""
+    return ProxyError(401, "Invalid access token.", headers=UNAUTHENTICATED_HEADERS)
+
+
+def forbidden() -> ProxyError:
+    """Canvas's answer to an authenticated caller without the right."""
+    return ProxyError(403, "user not authorized to perform that action", status="unauthorized")

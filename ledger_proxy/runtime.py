@@ -23,7 +23,10 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def actor_for(self, db: sqlite_utils.Database, token: str, hashed: str) -> ledger.Actor | None:
-        """The Canvas user behind `token`: from memory, then the ledger's cache, then Canvas."""
+        """The Canvas user behind `token`: from memory, then the ledger's cache, then Canvas.
+
+        None when Canvas refuses the token; CanvasUnreachable & co. when Canvas gives no answer.
+        """
         now = time.monotonic()
         with self._lock:
             cached = self._actors.get(hashed)

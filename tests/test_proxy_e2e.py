@@ -10,6 +10,8 @@ import requests
 from canvasapi import Canvas
 from canvasapi.exceptions import Forbidden, InvalidAccessToken, ResourceDoesNotExist
 
+from .helpers import raw_request
+
 
 def ledger(proxy, sql, params=()):
     with sqlite3.connect(proxy.app.config["DATABASE"]) as conn:
@@ -177,8 +179,6 @@ def test_the_raw_token_never_reaches_the_sqlite_files(world, proxy):
 
 def test_an_absolute_uri_request_never_reaches_another_host(world, proxy, upstream):
     other, other_server = upstream
-    from .test_forwarding_http import raw_request
-
     status, _, _ = raw_request(
         proxy.port,
         f"POST {other_server.url}/api/v1/courses/{world.course['id']}/enrollments HTTP/1.1\r\n"

@@ -254,6 +254,17 @@ def _forward_plain(call: Call, body: Any) -> Response:
     )
 
 
+def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | None:
+    """Who is behind the token; None if unknown (the request goes to Canvas all the same)."""
+    if not (token and hashed):
+        return None
+    try:
+        return runtime().actor_for(db, token, hashed)
+    except (CanvasUnreachable, CanvasTimeout, CanvasConnectionLost) as exc:
+        log.warning("the token's Canvas user could not be resolved: %s", exc)
+        return None
+
+
 def _forward_recorded(
     call: Call, operation: Operation, body: Any, params: dict[str, Any]
 ) -> Response:
@@ -269,7 +280,7 @@ def _forward_recorded(
         path=call.path,
         kind=operation.kind,
         integration=call.integration,
-        actor=rt.actor_for(db, token, hashed) if token and hashed else None,
+        actor=_actor(db, token, hashed),
         token_hash=hashed,
         user_agent=request.headers.get("User-Agent"),
         course_ref=operation.course_ref,

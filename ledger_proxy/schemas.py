@@ -1,0 +1,47 @@
+"""marshmallow schemas at the HTTP edge of the proxy's own API (/ledger/v1/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError
+from werkzeug.datastructures import MultiDict
+
+from .errors import ProxyError
+
+
+def load_args(schema: Schema, args: MultiDict[str, str]) -> dict[str, Any]:
+    """Query parameters through `schema` (unknown ones refused); 400 naming each bad one.
+
+    Lists (fields.List) take every value of a repeated parameter; others take the last, as
+    Canvas does.
+    """
+    data: dict[str, Any] = {}
+    for name in args:
+        values = args.getlist(name)
+        field = schema.fields.get(name.removesuffix("[]"))
+        key = name.removesuffix("[]")
+        data[key] = values if field is not None and _is_list(field) else values[-1]
+    try:
+        loaded: dict[str, Any] = schema.load(data, unknown=RAISE)
+    except ValidationError as exc:
+        raise ProxyError(400, _describe(exc.normalized_messages())) from None
+    return loaded
+
+
+def _is_list(field: Any) -> bool:
+    from marshmallow import fields
+
+    return isinstance(field, fields.List)
+
+
+def _describe(messages: Any) -> str:
+    if isinstance(messages, dict):
+        parts = []
+        for name, problem in sorted(messages.items()):
+            text = "; ".join(problem) if isinstance(problem, list) else str(problem)
+            if text == "Unknown field.":
+                text = "unknown parameter"
+            parts.append(f"{name}: {text}")
+        return "invalid parameters: " + ", ".join(parts)
+    return f"invalid parameters: {messages}"
