@@ -6,13 +6,14 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
 
 from . import __version__
@@ -33,6 +34,16 @@ class CanvasTimeout(Exception):
 
 class CanvasConnectionLost(Exception):
     """The connection broke after the request was sent: Canvas may have acted (502)."""
+
+
+class CanvasRefused(Exception):
+    """Canvas answered, but not with success: its answer is passed on to the caller as is."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], content: bytes) -> None:
+        super().__init__(f"Canvas answered {status}")
+        self.status = status
+        self.headers = headers
+        self.content = content
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:
@@ -60,6 +71,9 @@ class CanvasClient:
         self.session = requests.Session()
         # Never route Canvas traffic through an environment proxy (HTTP_PROXY & co).
         self.session.trust_env = False
+        # Send the caller's headers only: none of requests' defaults (User-Agent,
+        # Accept-Encoding, Accept, Connection) may be added to forwarded requests.
+        self.session.headers.clear()
         # Retry only failures to connect, which happen before anything is sent; a request
         # that reached Canvas is never sent twice.
         retry = Retry(
@@ -84,9 +98,10 @@ class CanvasClient:
 
         The response is streamed: the caller reads `response.raw` undecoded and closes it.
         """
-        request = requests.Request(
-            method, self.base_url + "/", headers=dict(_merge(headers)), data=body
-        )
+        merged = dict(_merge(headers))
+        if not any(name.lower() == "user-agent" for name in merged):
+            merged["User-Agent"] = SKIP_HEADER  # else urllib3 would add its own
+        request = requests.Request(method, self.base_url + "/", headers=merged, data=body)
         prepared = self.session.prepare_request(request)
         # requests would re-quote the URL; Canvas must see the caller's bytes.
         prepared.url = self.base_url + target
@@ -102,6 +117,44 @@ class CanvasClient:
             if _never_sent(exc):
                 raise CanvasUnreachable(describe(exc)) from None
             raise CanvasConnectionLost(describe(exc)) from None
+
+    def pages(self, target: str, token: str) -> Iterator[list[Any]]:
+        """Each page of the JSON list at `target`, following Canvas's Link rel="next".
+
+        Raises CanvasRefused with Canvas's own answer when it says no (401, 403, 404,
+        throttling...), and CanvasUnreachable & co. when it gives no answer.
+        """
+        url: str | None = target
+        while url:
+            response = self.send(
+                "GET", url, [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)], None
+            )
+            with contextlib.closing(response):
+                try:
+                    content = response.content
+                except requests.RequestException as exc:
+                    raise CanvasConnectionLost(describe(exc)) from None
+                if response.status_code != 200:
+                    raise CanvasRefused(
+                        response.status_code, list(response.headers.items()), content
+                    )
+                try:
+                    page = response.json()
+                except ValueError:
+                    raise CanvasConnectionLost("a page that is not JSON") from None
+                if not isinstance(page, list):
+                    raise CanvasConnectionLost("a page that is not a JSON list")
+                yield page
+                url = self._next_target(response.links.get("next", {}).get("url"))
+
+    def _next_target(self, next_url: str | None) -> str | None:
+        """The next page's target from /api/ on; a link off Canvas's base is never followed
+        (it would carry the caller's token elsewhere)."""
+        if not next_url:
+            return None
+        if not next_url.startswith(self.base_url + "/api/"):
+            raise CanvasConnectionLost("a pagination link outside Canvas's base URL")
+        return next_url[len(self.base_url) :]
 
     def whoami(self, token: str) -> Actor | None:
         """The Canvas user behind `token` (GET /api/v1/users/self), or None if Canvas says no.

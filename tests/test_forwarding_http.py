@@ -250,3 +250,17 @@ def test_a_large_upload_streams_through_without_being_held_in_memory(make_proxy)
     assert app.seen[-1].body == f"{total * len(chunk)}:{digest}".encode()
     # The test's own chunk (1 MiB) and the server threads' buffers, not 60 MiB.
     assert peak < 12 * 1024 * 1024, peak
+
+
+def test_no_header_is_added_that_the_client_did_not_send(upstream, make_proxy):
+    app, server = upstream
+    proxy = make_proxy(server.url)
+    status, _, _ = raw_request(
+        proxy.port,
+        b"GET /api/v1/users/self HTTP/1.1\r\nHost: proxy.example\r\nConnection: close\r\n\r\n",
+    )
+    assert status == 200
+    names = {name.lower() for name, _ in app.seen[-1].headers}
+    assert "user-agent" not in names
+    assert "authorization" not in names
+    assert names <= {"host", "accept-encoding"}  # Host for Canvas; identity encoding at most
