@@ -14,12 +14,16 @@ __version__ = "0.1.0"
 
 
 def create_app(
-    test_config: dict[str, Any] | None = None, instance_path: str | None = None
+    test_config: dict[str, Any] | None = None,
+    instance_path: str | None = None,
+    *,
+    require_canvas: bool = True,
 ) -> Flask:
     """The one place an app is assembled: settings, ledger, Canvas client, blueprints.
 
     Settings come from the registry's defaults, then `instance/config.py`, then
-    LEDGER_PROXY_* environment variables, then `test_config`.
+    LEDGER_PROXY_* environment variables, then `test_config`. Commands that only read the
+    ledger (export, verify, sis-roster) pass `require_canvas=False`.
     """
     from . import config, db
     from .canvas import CanvasClient
@@ -33,6 +37,8 @@ def create_app(
     if test_config:
         app.config.from_mapping(test_config)
     config.validate(app.config)
+    if not app.config["CANVAS_URL"] and not require_canvas:
+        app.config["CANVAS_URL"] = "http://canvas.invalid"  # never reached: no Canvas calls
     if not app.config["CANVAS_URL"]:
         raise config.ConfigError(
             "LEDGER_PROXY_CANVAS_URL is not set: give the Canvas base URL, e.g. "
@@ -59,9 +65,10 @@ def create_app(
     )
     app.teardown_appcontext(db.close_db)
 
-    from .blueprints import proxy
+    from .blueprints import lookup, proxy
 
     app.register_blueprint(proxy.bp)
+    app.register_blueprint(lookup.bp)
 
     app.register_error_handler(ProxyError, lambda exc: exc.response())
 

@@ -5,15 +5,9 @@ from __future__ import annotations
 from flask import current_app, request
 
 from . import ledger
-from .canvas import (
-    CanvasConnectionLost,
-    CanvasTimeout,
-    CanvasUnreachable,
-    bearer_token,
-    token_hash,
-)
+from .canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
 from .db import get_db
-from .errors import ProxyError, forbidden, invalid_token, unauthenticated
+from .errors import forbidden, invalid_token, unauthenticated
 from .runtime import runtime
 
 
@@ -31,10 +25,8 @@ def caller() -> tuple[str, ledger.Actor]:
     rt = runtime()
     try:
         actor = rt.actor_for(get_db(), token, token_hash(rt.token_key, token))
-    except CanvasUnreachable:
-        raise ProxyError(502, "Canvas could not be reached to check the token") from None
-    except (CanvasTimeout, CanvasConnectionLost):
-        raise ProxyError(504, "Canvas did not answer in time to check the token") from None
+    except CANVAS_FAILURES as exc:
+        raise proxy_error(exc) from None
     if actor is None:
         raise invalid_token()
     return token, actor

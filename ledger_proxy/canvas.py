@@ -17,6 +17,7 @@ from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
 
 from . import __version__
+from .errors import ProxyError
 from .ledger import Actor
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,18 @@ class CanvasRefused(Exception):
         self.status = status
         self.headers = headers
         self.content = content
+
+
+def proxy_error(exc: Exception) -> ProxyError:
+    """The proxy's own answer when Canvas gave none (502/504 in Canvas's error shape)."""
+    if isinstance(exc, CanvasTimeout):
+        return ProxyError(504, "Canvas did not answer in time; it may still have acted")
+    if isinstance(exc, CanvasUnreachable):
+        return ProxyError(502, "Canvas could not be reached; the request was not sent")
+    return ProxyError(502, "the connection to Canvas broke before it answered; it may have acted")
+
+
+CANVAS_FAILURES = (CanvasUnreachable, CanvasTimeout, CanvasConnectionLost)
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

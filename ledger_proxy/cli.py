@@ -106,5 +106,107 @@ def simulator(host: str, port: int, empty: bool) -> None:
     run_simulator(host, port, seed_demo=not empty)
 
 
+def _app(require_canvas: bool = True) -> Any:
+    """The configured app (settings, ledger), or a clear `Error: ...` for bad settings."""
+    from . import create_app
+
+    try:
+        return create_app(require_canvas=require_canvas)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("course_id")
+@click.option("--section", is_flag=True, help="COURSE_ID is a section id: audit that section.")
+@click.option("--manual-only", is_flag=True, help="Only the enrollments judged manual.")
+@click.option("--include-deleted", is_flag=True, help="Also deleted enrollments.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--token",
+    envvar="CANVAS_TOKEN",
+    required=True,
+    help="Canvas token to list the course with (or CANVAS_TOKEN); Canvas decides what it sees.",
+)
+def audit(
+    course_id: str,
+    section: bool,
+    manual_only: bool,
+    include_deleted: bool,
+    output_format: str,
+    token: str,
+) -> None:
+    """Classify every enrollment of a course as integration, sis or manual, with the evidence.
+
+    The same lookup as GET /ledger/v1/courses/<id>/enrollments, run against Canvas directly.
+
+    Example:
+
+        CANVAS_TOKEN=... ledger-proxy audit 517 --manual-only --format csv > manual.csv
+    """
+    from . import audit_output
+    from .blueprints.lookup import run
+    from .canvas import CANVAS_FAILURES, CanvasRefused
+    from .lookup import Query
+
+    app = _app()
+    query = Query(
+        "sections" if section else "courses",
+        course_id,
+        include_deleted,
+        "manual" if manual_only else None,
+    )
+    progress = audit_output.Progress(sys.stderr)
+    with app.app_context():
+        try:
+            result = run(token, query, on_page=progress.update)
+        except CanvasRefused as refusal:
+            raise click.ClickException(audit_output.refusal_message(refusal)) from None
+        except CANVAS_FAILURES as exc:
+            raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
+        finally:
+            progress.done()
+    audit_output.write(result, output_format, sys.stdout, colour=sys.stdout.isatty())
+
+
+@main.group("sis-roster")
+def sis_roster() -> None:
+    """The institution's SIS roster (enrollments.csv) that lookups match enrollments against."""
+
+
+@sis_roster.command("load")
+@click.argument("file", type=click.File("rb"))
+def sis_roster_load(file: Any) -> None:
+    """Load an SIS enrollments.csv, replacing the roster loaded before (all or nothing).
+
+    Example:
+
+        ledger-proxy sis-roster load exports/enrollments.csv
+    """
+    from . import sis_roster as roster
+    from .db import connect
+
+    try:
+        rows = roster.parse(file.read())
+    except roster.RosterError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(
+            f"{len(exc.problems)} bad line(s) in {file.name}; nothing was loaded"
+        ) from None
+    db = connect(_app(require_canvas=False).config["DATABASE"])
+    try:
+        count = roster.load(db, rows, source=str(file.name))
+    finally:
+        db.close()
+    click.echo(f"Loaded {count} SIS enrollment rows from {file.name}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

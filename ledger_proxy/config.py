@@ -186,6 +186,15 @@ SETTINGS: tuple[Setting, ...] = (
         "a random key generated once into token_hash.key in the instance folder.",
     ),
     Setting(
+        "SIS_READER_TOKEN",
+        None,
+        _optional_path,
+        "Optional Canvas token of an account admin with the SIS permission, used only to read "
+        "sis_import_id and SIS ids for the rows a lookup's caller can already see, when Canvas "
+        "hides them from the caller (teachers). Unset: such rows not seen by the proxy are "
+        "'unknown' rather than guessed.",
+    ),
+    Setting(
         "TRUSTED_PROXIES",
         0,
         _non_negative_int,

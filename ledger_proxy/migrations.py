@@ -142,3 +142,24 @@ def m001_ledger(db: sqlite_utils.Database) -> None:
         "INSERT INTO ledger_meta (key, value) "
         "VALUES ('recording_since', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
     )
+
+
+@migrations()
+def m002_sis_roster(db: sqlite_utils.Database) -> None:
+    # The institution's SIS enrollments.csv, as last loaded by `ledger-proxy sis-roster load`.
+    db.execute(
+        """
+        CREATE TABLE sis_roster (
+            line INTEGER NOT NULL,             -- line in the loaded file, for error reports
+            course_id TEXT,
+            section_id TEXT,
+            user_id TEXT,
+            user_integration_id TEXT,
+            role TEXT,
+            role_id TEXT,
+            status TEXT NOT NULL,
+            associated_user_id TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX sis_roster_user ON sis_roster (user_id)")

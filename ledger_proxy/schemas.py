@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
 from .errors import ProxyError
@@ -45,3 +45,14 @@ def _describe(messages: Any) -> str:
             parts.append(f"{name}: {text}")
         return "invalid parameters: " + ", ".join(parts)
     return f"invalid parameters: {messages}"
+
+
+class LookupArgs(Schema):
+    """Query parameters of GET /ledger/v1/{courses,sections}/<id>/enrollments."""
+
+    provenance = fields.String(
+        load_default=None,
+        validate=validate.OneOf(("integration", "sis", "manual", "pending", "unknown")),
+    )
+    include_deleted = fields.Boolean(load_default=False)
+    access_token = fields.String(load_default=None)  # Canvas accepts the token here too

@@ -16,9 +16,9 @@ from werkzeug.wrappers import Response
 
 from .. import ledger, recording
 from ..canvas import (
-    CanvasConnectionLost,
-    CanvasTimeout,
+    CANVAS_FAILURES,
     CanvasUnreachable,
+    proxy_error,
     request_token,
     token_hash,
 )
@@ -214,19 +214,10 @@ def _send(call: Call, body: Any) -> requests.Response:
     headers = request_headers(request.headers.items())
     try:
         return runtime().canvas.send(call.method, call.target, headers, body)
-    except CanvasUnreachable:
+    except CANVAS_FAILURES as exc:
+        error = proxy_error(exc)
         raise UpstreamFailure(
-            502, "Canvas could not be reached; the request was not sent", may_have_acted=False
-        ) from None
-    except CanvasTimeout:
-        raise UpstreamFailure(
-            504, "Canvas did not answer in time; it may still have acted", may_have_acted=True
-        ) from None
-    except CanvasConnectionLost:
-        raise UpstreamFailure(
-            502,
-            "the connection to Canvas broke before it answered; it may have acted",
-            may_have_acted=True,
+            error.http_status, error.message, may_have_acted=not isinstance(exc, CanvasUnreachable)
         ) from None
 
 
@@ -260,7 +251,7 @@ def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | Non
         return None
     try:
         return runtime().actor_for(db, token, hashed)
-    except (CanvasUnreachable, CanvasTimeout, CanvasConnectionLost) as exc:
+    except CANVAS_FAILURES as exc:
         log.warning("the token's Canvas user could not be resolved: %s", exc)
         return None
 
@@ -348,4 +339,6 @@ def _forward_recorded(
 
 
 def not_found(_exc: Exception) -> Response:
+    if request.path == "/ledger" or request.path.startswith("/ledger/"):
+        return error_response(404, "The specified resource does not exist.")
     return error_response(404, OUTSIDE_API)

@@ -1,0 +1,125 @@
+"""How `ledger-proxy audit` shows a lookup: a table, CSV or JSON, and progress on a terminal."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, TextIO
+
+import click
+
+from .canvas import CanvasRefused
+
+CSV_COLUMNS = (
+    "id",
+    "user_id",
+    "user_name",
+    "course_section_id",
+    "type",
+    "role",
+    "enrollment_state",
+    "created_at",
+    "sis_import_id",
+    "provenance",
+    "integration",
+    "actor_user_id",
+    "ledger_action",
+    "recorded_at",
+    "predates_ledger",
+    "in_sis_roster",
+    "reason",
+)
+COLOURS = {
+    "integration": "green",
+    "sis": "blue",
+    "manual": "yellow",
+    "pending": "magenta",
+    "unknown": "white",
+}
+
+
+class Progress:
+    """'fetched N enrollments' on a terminal's stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.active = stream.isatty()
+        self.shown = False
+
+    def update(self, fetched: int) -> None:
+        if self.active:
+            self.stream.write(f"\rfetched {fetched} enrollments from Canvas...")
+            self.stream.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def refusal_message(refusal: CanvasRefused) -> str:
+    text = refusal.content.decode("utf-8", "replace").strip()
+    try:
+        errors = json.loads(text).get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            text = str(errors[0].get("message", text))
+    except (ValueError, AttributeError):
+        pass
+    return f"Canvas answered {refusal.status}: {text[:300]}"
+
+
+def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    flat = []
+    for item in result["enrollments"]:
+        ledger = item.get("ledger") or {}
+        flat.append(
+            {
+                **{column: item.get(column) for column in CSV_COLUMNS},
+                "user_name": (item.get("user") or {}).get("name"),
+                "integration": ledger.get("integration"),
+                "actor_user_id": ledger.get("actor_user_id"),
+                "ledger_action": ledger.get("action"),
+                "recorded_at": ledger.get("recorded_at"),
+            }
+        )
+    return flat
+
+
+def write(result: dict[str, Any], output_format: str, out: TextIO, *, colour: bool) -> None:
+    if output_format == "json":
+        json.dump(result, out, indent=2)
+        out.write("\n")
+    elif output_format == "csv":
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows(result))
+    else:
+        _table(result, out, colour)
+
+
+def _table(result: dict[str, Any], out: TextIO, colour: bool) -> None:
+    header = ("id", "user", "type", "state", "provenance", "reason")
+    lines = [
+        (
+            str(row["id"]),
+            str(row["user_name"] or row["user_id"]),
+            str(row["type"]),
+            str(row["enrollment_state"]),
+            str(row["provenance"]),
+            str(row["reason"]),
+        )
+        for row in rows(result)
+    ]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header) - 1)]
+    for index, line in enumerate([header, *lines]):
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        if colour and index > 0:
+            cells[4] = click.style(cells[4], fg=COLOURS.get(line[4]), bold=True)
+        out.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
+    summary = result["summary"]
+    out.write(
+        "\n"
+        + ", ".join(f"{name}: {count}" for name, count in summary.items() if name != "total")
+        + f" (total {summary['total']})\n"
+    )
