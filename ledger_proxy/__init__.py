@@ -64,11 +64,19 @@ def create_app(
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
     )
     app.teardown_appcontext(db.close_db)
+    _start_reconciler(app)
 
-    from .blueprints import lookup, proxy
+    from .blueprints import dashboard, export, lookup, proxy
 
     app.register_blueprint(proxy.bp)
+    app.register_blueprint(export.bp)
     app.register_blueprint(lookup.bp)
+
+    from .blueprints import health, openapi
+
+    app.register_blueprint(health.bp)  # /healthz, /readyz, /metrics; metrics and access log
+    app.register_blueprint(openapi.bp)  # /ledger/v1/openapi.json
+    dashboard.init_app(app)  # /ledger/ pages; the session cookie and its key
 
     app.register_error_handler(ProxyError, lambda exc: exc.response())
 
@@ -94,3 +102,33 @@ def create_app(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
     return app
+
+
+def _start_reconciler(app: Flask) -> None:
+    """Automatic reconciliation, when a token for it is configured: at start-up and every
+    LEDGER_PROXY_RECONCILE_INTERVAL_SECONDS, in each process (a forked worker starts its own
+    on its first request); a lease in the ledger lets one run at a time."""
+    from datetime import timedelta
+
+    from .reconcile import BackgroundReconciler, Options
+
+    token, interval = app.config["RECONCILE_TOKEN"], app.config["RECONCILE_INTERVAL_SECONDS"]
+    if not token or not interval:
+        return
+    options = Options(
+        grace=timedelta(seconds=app.config["RECONCILE_GRACE_SECONDS"]),
+        allowance=timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]),
+    )
+    started_in: list[int] = []
+
+    def ensure_running() -> None:
+        if os.getpid() not in started_in:
+            started_in.append(os.getpid())
+            runtime = app.extensions["ledger_proxy"]
+            BackgroundReconciler(
+                app.config["DATABASE"], runtime.canvas, token, options, interval
+            ).start()
+
+    ensure_running()
+    app.before_request(ensure_running)
+

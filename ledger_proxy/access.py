@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from . import ledger
+from . import ledger, web_session
 from .canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
 from .db import get_db
 from .errors import forbidden, invalid_token, unauthenticated
@@ -12,8 +12,12 @@ from .runtime import runtime
 
 
 def caller_token() -> str:
-    """The caller's Canvas token: `Authorization: Bearer`, else an access_token parameter."""
+    """The caller's Canvas token: `Authorization: Bearer`, else an access_token parameter,
+    else (reads only, so a signed-in browser can follow the dashboard's export link) the
+    dashboard's session."""
     token = bearer_token(request.headers.get("Authorization")) or request.args.get("access_token")
+    if not token and request.method in ("GET", "HEAD"):
+        token = web_session.session_token()
     if not token:
         raise unauthenticated()
     return token

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import inspect
 import os
+import sqlite3
 import sys
 from typing import Any
 
@@ -12,12 +15,55 @@ from . import __version__
 from .config import ConfigError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _keep_examples(help_text: str | None) -> str | None:
+    """Mark indented paragraphs (examples) with click's \\b, so they are never rewrapped."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(
+        f"\b\n{paragraph}" if paragraph.startswith("    ") else paragraph
+        for paragraph in paragraphs
+    )
+
+
+class _Command(click.Command):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _keep_examples(self.help)
+
+
+class _Group(click.Group):
+    """A user's environment failing (the ledger file, a disk, a port) is `Error: ...`, exit 1."""
+
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _keep_examples(self.help)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"the ledger cannot be used ({exc})") from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # click handles a closed pipe (| head) itself
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ledger-proxy")
 def main() -> None:
     """ledger-proxy: a transparent Canvas API proxy that records who made every enrollment.
 
     Point your scripts' Canvas base URL at the proxy; see `ledger-proxy serve --help`.
+
+    Example:
+
+        ledger-proxy demo
     """
 
 
@@ -53,6 +99,8 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     """
     from . import create_app
 
+    if not dev:
+        _metrics_dir()  # before the app is built: prometheus_client reads it on import
     simulator = None
     if not os.environ.get("LEDGER_PROXY_CANVAS_URL") and not _instance_sets_canvas_url():
         simulator = _start_simulator(host)
@@ -77,6 +125,31 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     finally:
         if simulator is not None:
             simulator.stop()
+
+
+def _metrics_dir() -> None:
+    """PROMETHEUS_MULTIPROC_DIR for gunicorn's workers: emptied if given, else a temporary
+    folder, removed when the command ends. See docs/deploy.md."""
+    import shutil
+    import tempfile
+
+    from .metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        prepare_multiprocess_dir(given)
+        return
+    os.environ[MULTIPROC_ENV] = path = tempfile.mkdtemp(prefix="ledger-proxy-metrics-")
+    owner = os.getpid()
+
+    def remove() -> None:
+        # gunicorn's workers are forks that unwind this same stack when they exit: only the
+        # process that made the folder removes it.
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+            os.environ.pop(MULTIPROC_ENV, None)
+
+    click.get_current_context().call_on_close(remove)
 
 
 def _instance_sets_canvas_url() -> bool:
@@ -104,6 +177,36 @@ def simulator(host: str, port: int, empty: bool) -> None:
     from .simulator import run_simulator
 
     run_simulator(host, port, seed_demo=not empty)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=0, type=int, help="Proxy port  [default: a free one]")
+@click.option(
+    "--simulator-port", default=0, type=int, help="Simulator port  [default: a free one]"
+)
+@click.option("--no-wait", is_flag=True, help="Exit after printing, instead of serving on.")
+def demo(host: str, port: int, simulator_port: int, no_wait: bool) -> None:
+    """See the point in a minute: a simulated Canvas, the proxy, and a course to look up.
+
+    Starts the bundled Canvas simulator and the proxy in front of it, on free local ports,
+    with a temporary ledger (or LEDGER_PROXY_DATABASE). Then an integration enrolls people
+    through the proxy with canvasapi, a teacher adds someone in the web UI, an SIS import
+    adds more and a script bypasses the proxy; the course's provenance table is printed,
+    with the URLs and tokens to try. Both servers run until Ctrl-C.
+
+    Example:
+
+        ledger-proxy demo --port 8080
+    """
+    from . import demo as demonstration
+
+    try:
+        demonstration.run(
+            sys.stdout, host=host, port=port, simulator_port=simulator_port, wait=not no_wait
+        )
+    except demonstration.DemoError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _app(require_canvas: bool = True) -> Any:
@@ -177,7 +280,12 @@ def audit(
 
 @main.group("sis-roster")
 def sis_roster() -> None:
-    """The institution's SIS roster (enrollments.csv) that lookups match enrollments against."""
+    """The institution's SIS roster (enrollments.csv) that lookups match enrollments against.
+
+    Example:
+
+        ledger-proxy sis-roster load exports/enrollments.csv
+    """
 
 
 @sis_roster.command("load")
@@ -206,6 +314,160 @@ def sis_roster_load(file: Any) -> None:
     finally:
         db.close()
     click.echo(f"Loaded {count} SIS enrollment rows from {file.name}")
+
+
+
+@main.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "ndjson"]),
+    default="csv",
+    show_default=True,
+    help="File format.",
+)
+@click.option("--since", help="Only events recorded at or after this ISO 8601 time.")
+@click.option("--until", help="Only events recorded at or before this ISO 8601 time.")
+@click.option("--course-id", help="Only events of this Canvas course id.")
+@click.option("--integration", help="Only events recorded under this integration label.")
+@click.option("--action", help="Only events with this action (created, adopted, deleted, ...).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not standard output."
+)
+def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
+    """Export the ledger's events, with their chain hashes, as CSV or NDJSON.
+
+    The same bytes as GET /ledger/v1/export with the same filters, read from the ledger file
+    (LEDGER_PROXY_DATABASE). See docs/audit.md for verifying the file offline.
+
+    Example:
+
+        ledger-proxy export --format ndjson --since 2025-01-01T00:00:00Z -o ledger.ndjson
+    """
+    from marshmallow import ValidationError
+
+    from . import export
+    from .db import connect
+    from .schemas import ExportArgs
+
+    given = {name: value for name, value in filters.items() if value is not None}
+    try:
+        args = ExportArgs(exclude=("format", "access_token")).load(given)
+    except ValidationError as exc:
+        name, problems = sorted(exc.normalized_messages().items())[0]
+        raise click.ClickException(f"--{name.replace('_', '-')}: {problems[0]}") from None
+    db = connect(_app(require_canvas=False).config["DATABASE"])
+    try:
+        with click.open_file(output or "-", "wb") as sink:
+            for chunk in export.export(db, export.Filters(**args), fmt):
+                sink.write(chunk)
+    finally:
+        db.close()
+
+
+@main.command("verify")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Verify a complete export file (CSV or NDJSON) instead of the ledger.",
+)
+def verify_command(path: str | None) -> None:
+    """Walk the hash chain; report the first edited, deleted, inserted or reordered event.
+
+    Exit status 0 with the event count and head hash when the chain is whole; 1 with
+    `Error: ledger chain broken at seq N: <kind> (...)` at the first break.
+
+    Example:
+
+        ledger-proxy verify
+    """
+    from . import export
+    from .db import connect
+
+    try:
+        if path:
+            try:
+                head = export.verify(export.file_events(path))
+            except (ValueError, KeyError) as exc:
+                raise click.ClickException(f"{path} is not a ledger export ({exc})") from None
+        else:
+            path = _app(require_canvas=False).config["DATABASE"]
+            db = connect(path)
+            try:
+                head = export.verify_ledger(db)
+            finally:
+                db.close()
+    except export.ChainBroken as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"ledger chain intact: {head.count} events, head seq {head.seq} ({path})")
+    click.echo(f"head hash {head.hash}")
+
+
+@main.command()
+@click.option(
+    "--token",
+    envvar="CANVAS_TOKEN",
+    help="Canvas token able to list the courses' enrollments (or CANVAS_TOKEN; default: "
+    "LEDGER_PROXY_RECONCILE_TOKEN).",
+)
+@click.option(
+    "--grace",
+    type=click.IntRange(min=0),
+    help="Leave requests younger than this many seconds alone "
+    "(default: LEDGER_PROXY_RECONCILE_GRACE_SECONDS).",
+)
+def reconcile(token: str | None, grace: int | None) -> None:
+    """Settle requests whose outcome is unknown by asking Canvas what it really did.
+
+    Each one becomes created, adopted or failed, with the evidence. Safe beside running
+    workers: one reconciliation runs at a time.
+
+    Example:
+
+        CANVAS_TOKEN=... ledger-proxy reconcile --grace 60
+    """
+    from datetime import timedelta
+
+    from . import reconcile as reconciliation
+    from .canvas import CANVAS_FAILURES, CanvasRefused
+    from .db import connect
+
+    app = _app()
+    token = token or app.config["RECONCILE_TOKEN"]
+    if not token:
+        raise click.ClickException(
+            "a Canvas token is needed: --token, CANVAS_TOKEN or LEDGER_PROXY_RECONCILE_TOKEN"
+        )
+    options = reconciliation.Options(
+        grace=timedelta(seconds=app.config["RECONCILE_GRACE_SECONDS"] if grace is None else grace),
+        allowance=timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]),
+    )
+    db = connect(app.config["DATABASE"])
+    try:
+        with reconciliation.exclusive(db, reconciliation.LEASE) as mine:
+            if not mine:
+                raise click.ClickException("another reconciliation is running; try again later")
+            canvas = app.extensions["ledger_proxy"].canvas
+            results = reconciliation.reconcile(db, canvas, token, options)
+    except CanvasRefused as refusal:
+        from .audit_output import refusal_message
+
+        raise click.ClickException(refusal_message(refusal)) from None
+    except CANVAS_FAILURES as exc:
+        raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
+    finally:
+        db.close()
+    for result in results:
+        target = f" enrollment {result.enrollment_id}" if result.enrollment_id else ""
+        click.echo(
+            f"{result.request_id} {result.kind}: {result.outcome}{target} ({result.evidence})"
+        )
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    click.echo(f"Reconciled {len(results)} request(s){': ' + summary if summary else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

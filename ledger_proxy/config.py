@@ -96,6 +96,25 @@ def _byte_size(value: Any) -> int:
     return size
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", ""):
+        return value.lower() in ("true", "1", "yes")
+    raise ValueError("must be true or false")
+
+
+def _optional_secret(value: Any) -> str | None:
+    # Environment values are parsed as JSON first, so a numeric-looking secret arrives as int.
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("must be a string")
+    return str(value)
+
+
 def _log_level(value: Any) -> str:
     level = str(value).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -195,6 +214,36 @@ SETTINGS: tuple[Setting, ...] = (
         "'unknown' rather than guessed.",
     ),
     Setting(
+        "RECONCILE_TOKEN",
+        None,
+        _optional_path,
+        "Canvas token (an account admin's, able to list enrollments) with which requests of "
+        "unknown outcome are reconciled automatically. Unset: only `ledger-proxy reconcile "
+        "--token` reconciles.",
+    ),
+    Setting(
+        "RECONCILE_INTERVAL_SECONDS",
+        300,
+        _non_negative_int,
+        "How often each worker tries to reconcile (one at a time across workers, through a "
+        "lease in the ledger); also once at start-up. 0 turns automatic reconciliation off.",
+    ),
+    Setting(
+        "RECONCILE_GRACE_SECONDS",
+        180,
+        _non_negative_int,
+        "Requests younger than this are left alone by reconciliation: Canvas may still be "
+        "working on them.",
+    ),
+    Setting(
+        "TEST_CRASH_AFTER_CANVAS",
+        False,
+        _flag,
+        "Test only, never in production: the worker kills itself (SIGKILL) after Canvas "
+        "answered an enrollment-changing request and before the outcome is written, to "
+        "test that such requests are reconciled.",
+    ),
+    Setting(
         "TRUSTED_PROXIES",
         0,
         _non_negative_int,
@@ -206,6 +255,36 @@ SETTINGS: tuple[Setting, ...] = (
         "INFO",
         _log_level,
         "Log level of the proxy's own logger: DEBUG, INFO, WARNING or ERROR.",
+    ),
+    Setting(
+        "SECRET_KEY",
+        None,
+        _optional_secret,
+        "Key that signs the dashboard's session cookie and, through a derived key, encrypts "
+        "the Canvas token inside it. Default: a random key generated once into secret.key in "
+        "the instance folder. Every worker must share it; changing it signs everyone out.",
+    ),
+    Setting(
+        "SESSION_COOKIE_SECURE",
+        True,
+        _flag,
+        "Send the dashboard's session cookie over HTTPS only. Set it false only for plain-http "
+        "local use (the demo, tests).",
+    ),
+    Setting(
+        "OAUTH_CLIENT_ID",
+        None,
+        _optional_secret,
+        "Client id of a Canvas developer key (API key): the dashboard then signs admins in with "
+        "Canvas OAuth2. Its redirect URI must allow <proxy base URL>/ledger/oauth/callback. "
+        "Unset: the dashboard asks for a pasted Canvas token instead.",
+    ),
+    Setting(
+        "OAUTH_CLIENT_SECRET",
+        None,
+        _optional_secret,
+        "Client secret of that developer key (required with LEDGER_PROXY_OAUTH_CLIENT_ID). "
+        "Never logged.",
     ),
 )
 
@@ -245,14 +324,26 @@ def validate(config: dict[str, Any], environ: Mapping[str, str] = os.environ) ->
 
 def token_hash_key(config: Mapping[str, Any], instance_path: str) -> bytes:
     """The configured key, or one generated once into the instance folder (mode 0600)."""
-    if config.get("TOKEN_HASH_KEY"):
-        return str(config["TOKEN_HASH_KEY"]).encode()
-    path = Path(instance_path) / "token_hash.key"
+    return instance_secret(config, "TOKEN_HASH_KEY", instance_path, "token_hash.key")
+
+
+def secret_key(config: Mapping[str, Any], instance_path: str) -> bytes:
+    """Flask's session-signing key: configured, or generated once like the token hash key."""
+    return instance_secret(config, "SECRET_KEY", instance_path, "secret.key")
+
+
+def instance_secret(
+    config: Mapping[str, Any], setting: str, instance_path: str, filename: str
+) -> bytes:
+    """The setting's value, or a random key generated once into `filename` (mode 0600)."""
+    if config.get(setting):
+        return str(config[setting]).encode()
+    path = Path(instance_path) / filename
     if not path.exists():
         # Write a temporary file, then link it into place: several workers starting at once
         # all end up reading the one key that won, never a half-written file.
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".token_hash.key.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp = path.with_name(f".{filename}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))

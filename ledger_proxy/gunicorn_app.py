@@ -6,6 +6,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .metrics import child_exit
+
 
 class _Application(BaseApplication):  # type: ignore[misc]
     def __init__(self, app: Any, options: dict[str, Any]) -> None:
@@ -33,7 +35,9 @@ def run_gunicorn(app: Any, *, bind: str, workers: int, threads: int) -> None:
             "worker_class": "gthread",
             "timeout": int(read_timeout) + 30,
             "graceful_timeout": 30,
-            # No access log: a request line can carry ?access_token=.
+            # No access log: a request line can carry ?access_token=. The app writes its
+            # own, one JSON line per request without the query (ledger_proxy/logs.py).
             "accesslog": None,
+            "child_exit": child_exit,  # metrics of a dead worker (ledger_proxy/metrics.py)
         },
     ).run()

@@ -11,6 +11,7 @@ from typing import Any
 import sqlite_utils
 
 from .db import write_transaction
+from .export import event_hash, next_link
 
 # Request statuses. 'pending': forwarded, outcome not yet written (the proxy may have died);
 # 'unknown': Canvas's answer was lost or was a 5xx, so Canvas may have acted; both wait for
@@ -114,6 +115,14 @@ def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """How an outcome was learnt when not from Canvas's answer: by reconciliation, and why."""
+
+    evidence: str
+    settled_by: str = "reconcile"
+
+
 def _settle(
     db: sqlite_utils.Database,
     request_id: str,
@@ -121,14 +130,24 @@ def _settle(
     http_status: int | None,
     canvas_request_id: str | None,
     error: str | None,
+    settlement: Settlement | None = None,
 ) -> None:
     db.execute(
         """
         UPDATE requests SET status = ?, http_status = ?, canvas_request_id = ?,
-            outcome_at = ?, error = ?
+            outcome_at = ?, error = ?, settled_by = ?, evidence = ?
         WHERE id = ?
         """,
-        [status, http_status, canvas_request_id, iso(utcnow()), error, request_id],
+        [
+            status,
+            http_status,
+            canvas_request_id,
+            iso(utcnow()),
+            error,
+            settlement.settled_by if settlement else "response",
+            settlement.evidence if settlement else None,
+            request_id,
+        ],
     )
 
 
@@ -140,10 +159,11 @@ def record_outcome(
     http_status: int | None = None,
     canvas_request_id: str | None = None,
     error: str | None = None,
+    settlement: Settlement | None = None,
 ) -> None:
     """The outcome of a request that changed no enrollment the proxy can name."""
     with write_transaction(db):
-        _settle(db, request_id, status, http_status, canvas_request_id, error)
+        _settle(db, request_id, status, http_status, canvas_request_id, error, settlement)
 
 
 def create_action(
@@ -246,36 +266,46 @@ def record_events(
     *,
     integration: str | None,
     actor_user_id: int | None,
-    http_status: int,
+    http_status: int | None,
     canvas_request_id: str | None,
+    settlement: Settlement | None = None,
 ) -> None:
     """Append the events, update the current view and settle the request, atomically."""
     recorded_at = iso(utcnow())
     with write_transaction(db):
         for event in events:
             values = _complete_from_view(db, event)
-            cursor = db.execute(
-                f"""
-                INSERT INTO events (request_id, enrollment_id, action, {", ".join(EVENT_FIELDS)},
-                    canvas_request_id, integration, actor_user_id, recorded_at)
-                VALUES (?, ?, ?, {", ".join("?" for _ in EVENT_FIELDS)}, ?, ?, ?, ?)
-                """,
-                [request_id, event.enrollment_id, event.action]
-                + [values[field] for field in EVENT_FIELDS]
-                + [canvas_request_id, integration, actor_user_id, recorded_at],
+            # The hash chain links each event to the one before; the write lock keeps it linear.
+            seq, prev_hash = next_link(db)
+            row = {
+                "seq": seq,
+                "request_id": request_id,
+                "enrollment_id": event.enrollment_id,
+                "action": event.action,
+                **values,
+                "canvas_request_id": canvas_request_id,
+                "integration": integration,
+                "actor_user_id": actor_user_id,
+                "recorded_at": recorded_at,
+                "prev_hash": prev_hash,
+            }
+            row["hash"] = event_hash(row)
+            db.execute(
+                f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
             )
             _update_view(
                 db,
                 event,
                 values,
-                seq=cursor.lastrowid or 0,
+                seq=seq,
                 request_id=request_id,
                 integration=integration,
                 actor_user_id=actor_user_id,
                 canvas_request_id=canvas_request_id,
                 recorded_at=recorded_at,
             )
-        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None)
+        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
 
 
 def _update_view(

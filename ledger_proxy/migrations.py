@@ -163,3 +163,41 @@ def m002_sis_roster(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX sis_roster_user ON sis_roster (user_id)")
+
+
+@migrations()
+def m003_event_hash_chain(db: sqlite_utils.Database) -> None:
+    # Tamper evidence: each event carries the hash of its content and of the event before it
+    # (ledger_proxy/export.py, docs/audit.md). Events recorded before this migration are
+    # chained now, in seq order; the append-only triggers are lifted for that backfill only.
+    from .export import COLUMNS, GENESIS, HASH_SCHEME, link, pages
+
+    db.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN hash TEXT")
+    for operation in ("UPDATE", "DELETE"):
+        db.execute(f"DROP TRIGGER events_append_only_{operation.lower()}")
+    prev_hash = GENESIS
+    for page in pages(db, ", ".join(COLUMNS)):
+        rows = list(link((dict(zip(COLUMNS, row, strict=True)) for row in page), prev_hash))
+        db.conn.executemany(
+            "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?",
+            [(row["prev_hash"], row["hash"], row["seq"]) for row in rows],
+        )
+        prev_hash = rows[-1]["hash"]
+    for operation in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""
+            CREATE TRIGGER events_append_only_{operation.lower()}
+            BEFORE {operation} ON events
+            BEGIN SELECT RAISE(ABORT, 'ledger events are append-only'); END
+            """
+        )
+    db.execute("INSERT INTO ledger_meta (key, value) VALUES ('hash_chain', ?)", [HASH_SCHEME])
+
+
+@migrations()
+def m004_settlement_evidence(db: sqlite_utils.Database) -> None:
+    # How each request's outcome was learnt: from Canvas's answer, or by reconciliation
+    # (`ledger-proxy reconcile`), with the evidence that settled it.
+    db.execute("ALTER TABLE requests ADD COLUMN settled_by TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN evidence TEXT")

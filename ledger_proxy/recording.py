@@ -7,13 +7,13 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
 
 from . import ledger
+from .canvas import http_date
 from .classify import Operation
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,10 @@ class Answer:
         A server behind a framework may send two Date headers; the application's comes last.
         """
         date = self.header("Date")
-        if date:
-            try:
-                canvas_now = parsedate_to_datetime(date)
-            except (TypeError, ValueError):
-                return fallback
-            if canvas_now.tzinfo is None:  # "-0000" and "GMT" both mean UTC in HTTP dates
-                canvas_now = canvas_now.replace(tzinfo=UTC)
-            return canvas_now - timedelta(seconds=self.elapsed)
-        return fallback
+        canvas_now = http_date(date) if date else None
+        if canvas_now is None:
+            return fallback
+        return canvas_now - timedelta(seconds=self.elapsed)
 
 
 def settle(

@@ -56,3 +56,18 @@ class LookupArgs(Schema):
     )
     include_deleted = fields.Boolean(load_default=False)
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
+
+
+class ExportArgs(Schema):
+    """Query parameters of GET /ledger/v1/export (unknown ones refused: a typo in a filter
+    must not silently widen an auditor's slice to the whole ledger)."""
+
+    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "ndjson")))
+    since = fields.DateTime(format="iso", load_default=None)
+    until = fields.DateTime(format="iso", load_default=None)
+    course_id = fields.Integer(
+        strict=False, load_default=None, validate=validate.Range(min=1, max=2**63 - 1)
+    )
+    integration = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    action = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    access_token = fields.String(load_default=None)  # Canvas accepts the token here too

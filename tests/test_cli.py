@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import click
 import pytest
 import requests
 from canvasapi import Canvas
@@ -20,12 +21,26 @@ from ledger_proxy.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["simulator"]])
+def every_command(group: click.Group = main, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """The group itself and every command under it, subgroups included (as they are added)."""
+    found = [list(path)]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += every_command(command, (*path, name))
+        else:
+            found.append([*path, name])
+    return found
+
+
+@pytest.mark.parametrize("command", every_command(), ids=lambda command: " ".join(command) or "ledger-proxy")
 def test_every_command_has_help_with_an_example(command):
-    result = CliRunner().invoke(main, [*command, "--help"])
-    assert result.exit_code == 0
-    if command:
-        assert "Example:" in result.output
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.output
+    # The example is shown as written, one command per line, never rewrapped mid-command.
+    example, *rest = result.output.split("Example:", 1)[1].strip().splitlines()
+    assert example.split()[0].startswith(("ledger-proxy", "CANVAS_TOKEN=", "LEDGER_PROXY_"))
+    assert rest == [] or rest[0].strip() == "", f"example rewrapped: {example!r} {rest[0]!r}"
 
 
 def free_port() -> int:

@@ -107,7 +107,31 @@ def test_token_hash_key_is_generated_once_and_private(tmp_path):
     assert first.extensions["ledger_proxy"].token_key == second.extensions["ledger_proxy"].token_key
 
 
-def test_every_setting_is_documented_in_the_readme():
+def documented_default(setting) -> str | None:
+    """What the README's Default column must say; None: a computed default, as its help says."""
+    default = setting.default
+    if default in (None, [], ""):
+        return None if "Default:" in setting.help else "(none)"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    return f"`{default}`"
+
+
+def test_every_setting_is_in_the_readme_table_with_its_default():
+    """One row per setting, no row for a setting that is gone, and the registry's default."""
     readme = (ROOT / "README.md").read_text()
-    missing = [s.env_name for s in SETTINGS if f"`{s.env_name}`" not in readme]
-    assert missing == []
+    rows = {}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `LEDGER_PROXY_") and len(cells) >= 3:
+            assert cells[0] not in rows, f"{cells[0]} has two rows"
+            rows[cells[0].strip("`")] = cells[1]
+    assert sorted(rows) == sorted(s.env_name for s in SETTINGS)
+    wrong = {
+        s.env_name: (rows[s.env_name], documented_default(s))
+        for s in SETTINGS
+        if documented_default(s) is not None and rows[s.env_name] != documented_default(s)
+    }
+    assert wrong == {}, "README default differs from ledger_proxy/config.py: (README, registry)"
+    computed = [s.env_name for s in SETTINGS if documented_default(s) is None and rows[s.env_name] == "(none)"]
+    assert computed == [], "these have a computed default (their help says 'Default:'): name it"

@@ -12,8 +12,8 @@ from .processes import gunicorn
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = 6
-PER_CLIENT = 12
+CLIENTS = 8
+PER_CLIENT = 10
 
 
 def test_concurrent_clients_through_gunicorn_lose_no_enrollment(world, sim, tmp_path):
@@ -24,7 +24,7 @@ def test_concurrent_clients_through_gunicorn_lose_no_enrollment(world, sim, tmp_
         "LEDGER_PROXY_DATABASE": str(database),
         "LEDGER_PROXY_TOKEN_HASH_KEY": "k",
     }
-    with gunicorn(settings, workers=2, threads=4) as base:
+    with gunicorn(settings, workers=4, threads=4) as base:
 
         def client(index: int) -> list[int]:
             canvas = Canvas(f"{base}/i/client-{index}", world.admin["token"])

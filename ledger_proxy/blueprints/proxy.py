@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import requests
 from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
-from .. import ledger, recording
+from .. import ledger, metrics, recording
 from ..canvas import (
     CANVAS_FAILURES,
     CanvasUnreachable,
@@ -157,10 +159,20 @@ def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
     limit = current_app.config["MAX_PARSED_BODY_BYTES"]
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    body = request.stream.read(limit + 1)
+    body = _read_client(request.stream, limit + 1)
     if len(body) > limit:
         raise _too_large(limit)
     return body, _parse(call, request.content_type, body)
+
+
+def _read_client(stream: IO[bytes], size: int) -> bytes:
+    """Read the client's body; a broken one (bad chunking, a dropped client) is a 400."""
+    try:
+        return stream.read(size)
+    except Exception as exc:  # the WSGI server's own parse errors, OSError, ...
+        raise ProxyError(
+            400, f"the request body could not be read ({type(exc).__name__})"
+        ) from None
 
 
 class _LimitedBody:
@@ -176,7 +188,7 @@ class _LimitedBody:
         return self._length or 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(CHUNK if size is None or size < 0 else size)
+        data = _read_client(self._stream, CHUNK if size is None or size < 0 else size)
         self._seen += len(data)
         if self._seen > self._limit:
             raise _too_large(self._limit)
@@ -213,7 +225,8 @@ class UpstreamFailure(ProxyError):
 def _send(call: Call, body: Any) -> requests.Response:
     headers = request_headers(request.headers.items())
     try:
-        return runtime().canvas.send(call.method, call.target, headers, body)
+        with metrics.canvas_timer(call.method):
+            return runtime().canvas.send(call.method, call.target, headers, body)
     except CANVAS_FAILURES as exc:
         error = proxy_error(exc)
         raise UpstreamFailure(
@@ -230,19 +243,15 @@ def _client_headers(call: Call, upstream: requests.Response) -> list[tuple[str, 
 def _forward_plain(call: Call, body: Any) -> Response:
     """Forward a request the ledger does not record; stream Canvas's answer back as is."""
     upstream = _send(call, body)
-
-    def content() -> Iterator[bytes]:
-        try:
-            yield from upstream.raw.stream(CHUNK, decode_content=False)
-        finally:
-            upstream.close()
-
-    return Response(
-        content(),
+    response = Response(
+        upstream.raw.stream(CHUNK, decode_content=False),
         status=upstream.status_code,
         headers=_client_headers(call, upstream),
-        direct_passthrough=True,
     )
+    # Called when the server is done with the response, even one whose body it never reads
+    # (HEAD, 204, 304): the pooled connection to Canvas is always given back.
+    response.call_on_close(upstream.close)
+    return response
 
 
 def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | None:
@@ -308,6 +317,8 @@ def _forward_recorded(
         ) from None
     finally:
         upstream.close()
+    if current_app.config["TEST_CRASH_AFTER_CANVAS"]:
+        os.kill(os.getpid(), signal.SIGKILL)  # test only: die between Canvas and the ledger
     answer = recording.Answer(
         upstream.status_code,
         list(upstream.raw.headers.items()),
@@ -326,6 +337,7 @@ def _forward_recorded(
         # Canvas acted and the client must hear so; the intent stays pending for reconciliation.
         log.exception("request %s: the outcome could not be written to the ledger", call.request_id)
     else:
+        metrics.count_recorded(events)
         if events:
             log.info(
                 "request %s recorded %s (integration=%s actor=%s canvas_request=%s)",

@@ -121,6 +121,12 @@ class SimulatorState:
             self.progresses: dict[int, Progress] = {}
             self.sis_imports: dict[int, SisImport] = {}
             self.jobs: deque[Job] = deque()
+            # OAuth2 (simulator/oauth.py): developer keys by client id, unused codes, tokens
+            # issued through OAuth, and the user that /login/oauth2/auth approves for.
+            self.developer_keys: dict[str, dict[str, Any]] = {}
+            self.oauth_codes: dict[str, dict[str, Any]] = {}
+            self.oauth_tokens: dict[str, str] = {}  # token -> client id
+            self.oauth_approve: dict[str, Any] = {"user_id": None, "deny": False}
             self.faults = []
             self.request_log.clear()
             self.settings = Settings()

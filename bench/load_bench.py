@@ -1,0 +1,167 @@
+"""Load: concurrent clients enrolling through gunicorn; the ledger must match Canvas exactly.
+
+    .venv/bin/python bench/load_bench.py [--clients 8] [--workers 4] [--enrollments 3000]
+
+Starts the bundled simulator and `gunicorn wsgi:app` as separate processes on free loopback
+ports, has `--clients` threads enroll `--enrollments` new users through the proxy (each with
+its own integration label), then checks: every enrollment Canvas made is in the ledger exactly
+once as `created`, no request is left unsettled, no 5xx came from the proxy, and gunicorn's log
+has no "database is locked". Prints throughput and latency percentiles. Stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_answering(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not start")
+
+
+def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ledger-proxy"), "simulator", "--port", str(port), "--empty"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_answering(url + "/_sim/settings", time.monotonic() + 30)
+    return proc, url
+
+
+def start_gunicorn(canvas: str, database: str, workers: int) -> tuple[subprocess.Popen[str], str, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
+    env.update(
+        LEDGER_PROXY_CANVAS_URL=canvas,
+        LEDGER_PROXY_DATABASE=database,
+        LEDGER_PROXY_TOKEN_HASH_KEY="bench",
+    )
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--workers", str(workers),
+         "--threads", "4", "--worker-class", "gthread", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    log: list[str] = []
+    ready = threading.Event()
+    port: list[int] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port.append(int(match.group(1)))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(30) or not port:
+        raise SystemExit("gunicorn did not start:\n" + "".join(log))
+    return proc, f"http://127.0.0.1:{port[0]}", log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--enrollments", type=int, default=3000)
+    args = parser.parse_args()
+
+    sim, canvas = start_simulator()
+    tmp = tempfile.TemporaryDirectory()
+    database = str(Path(tmp.name) / "ledger.sqlite3")
+    proxy = None
+    try:
+        http = requests.Session()
+        admin = http.post(f"{canvas}/_sim/users", json={"name": "Bench Admin", "admin": True}, timeout=10).json()
+        course = http.post(f"{canvas}/_sim/courses", json={"name": "Load"}, timeout=10).json()
+        users = [
+            http.post(f"{canvas}/_sim/users", json={"name": f"Load {n:05d}"}, timeout=10).json()["id"]
+            for n in range(args.enrollments)
+        ]
+        proxy, base, log = start_gunicorn(canvas, database, args.workers)
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        lock = threading.Lock()
+
+        def client(index: int) -> None:
+            session = requests.Session()
+            session.trust_env = False
+            headers = {"Authorization": f"Bearer {admin['token']}", "User-Agent": "load-bench/1"}
+            for user_id in users[index :: args.clients]:
+                started = time.perf_counter()
+                response = session.post(
+                    f"{base}/i/client-{index}/api/v1/courses/{course['id']}/enrollments",
+                    data={"enrollment[user_id]": user_id},
+                    headers=headers,
+                    timeout=60,
+                )
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(client, range(args.clients)))
+        elapsed = time.perf_counter() - started
+
+        truth = http.get(f"{canvas}/_sim/enrollments", params={"course_id": course["id"]}, timeout=60).json()
+        made = sorted(row["id"] for row in truth)
+        with sqlite3.connect(database) as conn:
+            created = sorted(r[0] for r in conn.execute("SELECT enrollment_id FROM events WHERE action = 'created'"))
+            unsettled = conn.execute("SELECT count(*) FROM requests WHERE status IN ('pending', 'unknown')").fetchone()[0]
+        locked = sum("database is locked" in line for line in log)
+        cuts = statistics.quantiles(latencies, n=100)
+        print(f"clients={args.clients} workers={args.workers} enrollments={args.enrollments}")
+        print(f"elapsed {elapsed:.2f} s, {len(latencies) / elapsed:.0f} enrollments/s")
+        print(f"latency p50 {cuts[49] * 1000:.1f} ms, p95 {cuts[94] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
+        print(f"statuses {statuses}; Canvas made {len(made)}; ledger created {len(created)}; unsettled {unsettled}; 'database is locked' {locked}")
+        ok = made == created and unsettled == 0 and locked == 0 and set(statuses) == {200}
+        print("OK: the ledger matches Canvas exactly" if ok else "MISMATCH")
+        if not ok:
+            raise SystemExit(1)
+    finally:
+        for proc in (proxy, sim):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Settle requests whose outcome is unknown by asking Canvas what it really did (no Flask).
+
+A request is unsettled when the proxy never learnt Canvas's answer: the proxy died, Canvas
+timed out, the connection broke, or Canvas answered 5xx. Reconciliation lists that user's
+enrollments in that course (every state) and settles the intent as `created`, `adopted` or
+`failed`, with the evidence, through the same ledger functions as a normal answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import sqlite_utils
+
+from . import ledger
+from .canvas import CanvasClient
+from .db import write_transaction
+from .ledger import as_int, iso, parse_time, utcnow
+
+log = logging.getLogger(__name__)
+
+ALL_STATES = (
+    "active",
+    "invited",
+    "creation_pending",
+    "inactive",
+    "completed",
+    "rejected",
+    "deleted",
+)
+STATE_AFTER_TASK = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
+EXPECTED_STATE = {
+    "enrollment_reactivate": "active",
+    "enrollment_accept": "active",
+    "enrollment_reject": "rejected",
+}
+ACTION_BY_KIND = {
+    "enrollment_reactivate": "reactivated",
+    "enrollment_accept": "accepted",
+    "enrollment_reject": "rejected",
+}
+# How long after its start Canvas may still have been working on a timed-out request.
+PROCESSING_WINDOW = timedelta(seconds=120)
+LOCK = "reconcile_lock"
+
+
+@dataclass(frozen=True)
+class Result:
+    request_id: str
+    kind: str
+    outcome: str  # created, adopted, failed, or a change's action (deleted, ...); skipped
+    enrollment_id: int | None
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Options:
+    grace: timedelta  # leave requests younger than this alone: they may be in flight
+    allowance: timedelta  # whole-second timestamps and clock difference
+
+
+def reconcile(
+    db: sqlite_utils.Database, canvas: CanvasClient, token: str, options: Options
+) -> list[Result]:
+    """Settle every unsettled request older than the grace period; one result per request."""
+    now = utcnow()
+    skew = _canvas_clock_offset(canvas, token, now)
+    results = []
+    for request in ledger.unsettled_requests(db):
+        received_at = parse_time(request["received_at"])
+        if received_at is None or now - received_at < options.grace:
+            continue
+        settle = SETTLERS.get(request["kind"])
+        if settle is None:
+            results.append(
+                Result(
+                    request["id"],
+                    request["kind"],
+                    "skipped",
+                    None,
+                    "a job submission is not reconciled: check the job list in Canvas",
+                )
+            )
+            continue
+        result = settle(db, canvas, token, request, received_at + skew, options)
+        results.append(result)
+        log.info(
+            "reconciled request %s (%s): %s %s",
+            result.request_id,
+            result.kind,
+            result.outcome,
+            result.enrollment_id or "",
+        )
+    return results
+
+
+def _canvas_clock_offset(canvas: CanvasClient, token: str, now: datetime) -> timedelta:
+    """Canvas's clock minus ours, from its Date header, so timestamps compare fairly."""
+    canvas_now = canvas.server_time(token)
+    return canvas_now - now if canvas_now is not None else timedelta(0)
+
+
+def _listing(
+    canvas: CanvasClient, token: str, scope: str, ref: str, user_ref: str | None
+) -> list[Any]:
+    states = "&".join(f"state%5B%5D={state}" for state in ALL_STATES)
+    user = f"&user_id={quote(user_ref, safe=':')}" if user_ref else ""
+    target = f"/api/v1/{scope}/{quote(ref, safe=':')}/enrollments?{states}{user}&per_page=100"
+    return [row for page in canvas.pages(target, token) for row in page if isinstance(row, dict)]
+
+
+def _matches_request(row: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
+    """Could `row` be the one the create asked for (type/role/section as Canvas reads them)?"""
+    role_id = params.get("enrollment[role_id]")
+    role = params.get("enrollment[role]")
+    kind = params.get("enrollment[type]")
+    if role_id not in (None, ""):
+        if str(row.get("role_id")) != str(role_id):
+            return False
+    elif role not in (None, ""):
+        if row.get("role") != role:
+            return False
+    elif row.get("type") != (kind or "StudentEnrollment"):
+        return False
+    section = params.get("enrollment[course_section_id]")
+    if section not in (None, "") and as_int(section) is not None:
+        return as_int(row.get("course_section_id")) == as_int(section)
+    return True
+
+
+def _settle_create(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    request: Mapping[str, Any],
+    started: datetime,
+    options: Options,
+) -> Result:
+    params = json.loads(request["params"] or "{}")
+    user_ref = params.get("enrollment[user_id]")
+    if user_ref == "self" and request["actor_user_id"] is not None:
+        user_ref = str(request["actor_user_id"])
+    if user_ref in (None, ""):
+        return _fail(db, request, "the request named no enrollment[user_id]: Canvas makes none")
+    scope, ref = (
+        ("sections", request["section_ref"])
+        if request["section_ref"]
+        else ("courses", request["course_ref"])
+    )
+    rows = [
+        row
+        for row in _listing(canvas, token, scope, ref, str(user_ref))
+        if _matches_request(row, params)
+    ]
+    earliest, latest = started - options.allowance, started + PROCESSING_WINDOW + options.allowance
+    timed = [(parse_time(row.get("created_at")), row) for row in rows]
+    made = [row for created, row in timed if created is not None and earliest <= created <= latest]
+    before = [row for created, row in timed if created is not None and created < earliest]
+    if made:
+        row = made[0]
+        known = ledger.is_known(db, as_int(row.get("id")) or 0)
+        action = "adopted" if known else "created"
+        evidence = (
+            f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, while "
+            f"the request was in flight" + ("; the ledger already knew it" if known else "")
+        )
+        return _record(db, request, row, action, evidence)
+    if before:
+        row = before[0]
+        evidence = (
+            f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, before "
+            "the request: it can only have re-enrolled that row"
+        )
+        return _record(db, request, row, "adopted", evidence)
+    later = [row.get("id") for created, row in timed if created is not None and created > latest]
+    evidence = f"Canvas has no enrollment for {scope[:-1]} {ref}, user {user_ref} made by it"
+    if later:
+        evidence += f" (enrollments {later} were made later, by something else)"
+    return _fail(db, request, evidence)
+
+
+def _settle_change(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    request: Mapping[str, Any],
+    started: datetime,
+    options: Options,
+) -> Result:
+    enrollment_id = as_int(request["enrollment_ref"])
+    known = ledger.current_enrollment(db, enrollment_id) if enrollment_id is not None else None
+    user_ref = str(known["user_id"]) if known and known["user_id"] is not None else None
+    rows = _listing(canvas, token, "courses", request["course_ref"], user_ref)
+    row = next((row for row in rows if as_int(row.get("id")) == enrollment_id), None)
+    kind = request["kind"]
+    if kind == "enrollment_delete":
+        task = json.loads(request["params"] or "{}").get("task") or "conclude"
+        expected = STATE_AFTER_TASK.get(task, "completed")
+        action = ledger.ACTION_BY_DELETED_STATE[expected]
+    else:
+        expected, action = EXPECTED_STATE[kind], ACTION_BY_KIND[kind]
+    if row is None:
+        return _fail(db, request, f"Canvas shows no enrollment {request['enrollment_ref']} there")
+    if row.get("enrollment_state") != expected:
+        return _fail(
+            db,
+            request,
+            f"enrollment {enrollment_id} is {row.get('enrollment_state')}, not {expected}: "
+            "the change did not happen",
+        )
+    evidence = f"Canvas shows enrollment {enrollment_id} {expected}, as the request asked"
+    return _record(db, request, row, action, evidence)
+
+
+SETTLERS = {
+    "enrollment_create": _settle_create,
+    "enrollment_delete": _settle_change,
+    "enrollment_reactivate": _settle_change,
+    "enrollment_accept": _settle_change,
+    "enrollment_reject": _settle_change,
+}
+
+
+def _record(
+    db: sqlite_utils.Database,
+    request: Mapping[str, Any],
+    row: Mapping[str, Any],
+    action: str,
+    evidence: str,
+) -> Result:
+    event = ledger.Event.from_canvas(row, action)
+    ledger.record_events(
+        db,
+        request["id"],
+        [event],
+        integration=request["integration"],
+        actor_user_id=request["actor_user_id"],
+        http_status=request["http_status"],
+        canvas_request_id=request["canvas_request_id"],
+        settlement=ledger.Settlement(evidence),
+    )
+    return Result(request["id"], request["kind"], action, event.enrollment_id, evidence)
+
+
+def _fail(db: sqlite_utils.Database, request: Mapping[str, Any], evidence: str) -> Result:
+    ledger.record_outcome(
+        db,
+        request["id"],
+        ledger.FAILED,
+        http_status=request["http_status"],
+        canvas_request_id=request["canvas_request_id"],
+        error=request["error"],
+        settlement=ledger.Settlement(evidence),
+    )
+    return Result(request["id"], request["kind"], "failed", None, evidence)
+
+
+# One reconciler at a time across every worker process: a lease in the ledger itself.
+
+
+@contextmanager
+def exclusive(db: sqlite_utils.Database, lease: timedelta) -> Iterator[bool]:
+    """Yield True if this process holds the reconciliation lease (taken until released or
+    expired), False if another one does."""
+    holder = uuid.uuid4().hex
+    with write_transaction(db):
+        rows = list(db.query("SELECT value FROM ledger_meta WHERE key = ?", [LOCK]))
+        current = json.loads(rows[0]["value"]) if rows else None
+        free = current is None or (parse_time(current["until"]) or utcnow()) <= utcnow()
+        if free:
+            value = json.dumps({"holder": holder, "until": iso(utcnow() + lease)})
+            db.execute(
+                "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [LOCK, value],
+            )
+    try:
+        yield free
+    finally:
+        if free:
+            with write_transaction(db):
+                db.execute(
+                    "DELETE FROM ledger_meta WHERE key = ? AND json_extract(value, '$.holder') = ?",
+                    [LOCK, holder],
+                )
+
+
+class BackgroundReconciler:
+    """Reconciles now and then every `interval` in a daemon thread of this process; the
+    ledger lease keeps it to one reconciler at a time across all workers."""
+
+    def __init__(
+        self,
+        database: str,
+        canvas: CanvasClient,
+        token: str,
+        options: Options,
+        interval: float,
+    ) -> None:
+        import threading
+
+        self.database, self.canvas, self.token = database, canvas, token
+        self.options, self.interval = options, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="ledger-reconciler", daemon=True)
+
+    def start(self) -> BackgroundReconciler:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run_once(self) -> list[Result]:
+        from .db import connect
+
+        db = connect(self.database)
+        try:
+            with exclusive(db, LEASE) as mine:
+                return reconcile(db, self.canvas, self.token, self.options) if mine else []
+        finally:
+            db.close()
+
+    def _loop(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.run_once()
+            except Exception:  # a Canvas outage must not end the loop
+                log.exception("automatic reconciliation failed; retrying in %s s", self.interval)
+            self.stopped.wait(self.interval)
+
+
+LEASE = timedelta(minutes=10)

@@ -1,0 +1,135 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright), at 1366x768.
+
+Needs /usr/bin/chromium: `apt-get update && apt-get install -y chromium` (as root). Never
+`playwright install`: this project uses the distribution's browser, not a downloaded one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .dashboard_support import (
+    TAG_LABELS,
+    build_mixed_course,
+    expected_verdict,
+    oauth_proxy_fixture,  # noqa: F401 - the oauth_proxy fixture
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+INSTALL_CHROMIUM = "apt-get update && apt-get install -y chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+LAPTOP = {"width": 1366, "height": 768}
+
+# WCAG 2.1 contrast of each element's text against the first opaque background behind it.
+CONTRAST_JS = """
+(selector) => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  return [...document.querySelectorAll(selector)].filter(el => el.offsetParent !== null).map(el => {
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    return {text: el.textContent.trim().slice(0, 40), ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
+  });
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"Debian's Chromium is not installed at {CHROMIUM}; the dashboard's browser test needs "
+            f"it. Install it (as root) with: {INSTALL_CHROMIUM}",
+            pytrace=False,
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: .venv/bin/pip install -e '.[test]'", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def shown_tags(page):
+    rows = page.locator("table.enrollments tbody tr[data-enrollment-id]")
+    return {int(row.get_attribute("data-enrollment-id")): row.locator(".tag").inner_text() for row in rows.all()}
+
+
+def test_an_admin_signs_in_with_canvas_looks_a_course_up_and_filters_to_manual(chromium, world, sim, oauth_proxy):
+    build_mixed_course(world, sim, oauth_proxy)
+    sim.control("POST", "oauth/approve_as", {"user_id": world.admin["id"]})
+    truth = {row["id"]: row for row in sim.enrollments(course_id=world.course["id"])}
+    context = chromium.new_context(viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(f"{oauth_proxy.url}/ledger/")
+        assert page.url.startswith(f"{oauth_proxy.url}/ledger/login")
+        page.get_by_role("button", name="Sign in with Canvas").click()  # Canvas approves, comes back
+        page.wait_for_url(f"{oauth_proxy.url}/ledger/")
+        assert "Signed in as Ada Admin" in page.locator("header").inner_text()
+
+        page.get_by_label("Course", exact=True).fill("sis_course_id:BIO-101")
+        page.get_by_role("button", name="Look up").click()
+        page.wait_for_url("**/ledger/courses/sis_course_id:BIO-101")
+        live = {i: t for i, t in truth.items() if t["enrollment_state"] != "deleted"}
+        assert shown_tags(page) == {i: TAG_LABELS[expected_verdict(t)] for i, t in live.items()}
+        assert set(shown_tags(page).values()) == {"Integration", "SIS", "Manual"}
+
+        # Usable on a laptop screen and readable: no sideways scrolling, every control
+        # labelled, every text at WCAG AA contrast (colour repeats the tag's words, never alone).
+        assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+        unlabelled = page.evaluate(
+            "[...document.querySelectorAll('input:not([type=hidden]), select')].filter(e => !e.labels.length).map(e => e.name)"
+        )
+        assert unlabelled == []
+        low = [item for item in page.evaluate(CONTRAST_JS, ".tag, .muted, a, th, td, dt, dd, label, .help, button, caption, h1") if item["ratio"] < 4.5]
+        assert low == []
+        assert page.locator("html").get_attribute("lang") == "en"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+        page.get_by_role("navigation", name="Filter by provenance").get_by_role("link", name=re.compile("^Manual")).click()
+        page.wait_for_url("**provenance=manual")
+        manual = shown_tags(page)
+        assert manual and set(manual.values()) == {"Manual"}
+        assert set(manual) == {i for i, t in live.items() if expected_verdict(t) == "manual"}
+        page.screenshot(path=str(ARTIFACTS / "dashboard-manual.png"))
+
+        page.get_by_label("Show", exact=True).select_option("")
+        page.get_by_label("Include deleted enrollments").check()
+        page.get_by_role("button", name="Look up").click()
+        page.wait_for_url("**include_deleted=1")
+        assert set(shown_tags(page)) == set(truth)
+
+        [cookie] = [c for c in context.cookies() if c["name"] == "ledger_session"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/ledger"
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/ledger/login")
+        assert "You are signed out." in page.content()
+    finally:
+        context.close()
