@@ -60,7 +60,9 @@ def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def start_gunicorn(canvas: str, database: str, workers: int) -> tuple[subprocess.Popen[str], str, list[str]]:
+def start_gunicorn(
+    canvas: str, database: str, workers: int
+) -> tuple[subprocess.Popen[str], str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
     env.update(
         LEDGER_PROXY_CANVAS_URL=canvas,
@@ -68,9 +70,23 @@ def start_gunicorn(canvas: str, database: str, workers: int) -> tuple[subprocess
         LEDGER_PROXY_TOKEN_HASH_KEY="bench",
     )
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--workers", str(workers),
-         "--threads", "4", "--worker-class", "gthread", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log: list[str] = []
     ready = threading.Event()
@@ -105,10 +121,14 @@ def main() -> None:
     proxy = None
     try:
         http = requests.Session()
-        admin = http.post(f"{canvas}/_sim/users", json={"name": "Bench Admin", "admin": True}, timeout=10).json()
+        admin = http.post(
+            f"{canvas}/_sim/users", json={"name": "Bench Admin", "admin": True}, timeout=10
+        ).json()
         course = http.post(f"{canvas}/_sim/courses", json={"name": "Load"}, timeout=10).json()
         users = [
-            http.post(f"{canvas}/_sim/users", json={"name": f"Load {n:05d}"}, timeout=10).json()["id"]
+            http.post(f"{canvas}/_sim/users", json={"name": f"Load {n:05d}"}, timeout=10).json()[
+                "id"
+            ]
             for n in range(args.enrollments)
         ]
         proxy, base, log = start_gunicorn(canvas, database, args.workers)
@@ -137,17 +157,26 @@ def main() -> None:
             list(pool.map(client, range(args.clients)))
         elapsed = time.perf_counter() - started
 
-        truth = http.get(f"{canvas}/_sim/enrollments", params={"course_id": course["id"]}, timeout=60).json()
+        truth = http.get(
+            f"{canvas}/_sim/enrollments", params={"course_id": course["id"]}, timeout=60
+        ).json()
         made = sorted(row["id"] for row in truth)
         with sqlite3.connect(database) as conn:
-            created = sorted(r[0] for r in conn.execute("SELECT enrollment_id FROM events WHERE action = 'created'"))
-            unsettled = conn.execute("SELECT count(*) FROM requests WHERE status IN ('pending', 'unknown')").fetchone()[0]
+            created = sorted(
+                r[0]
+                for r in conn.execute("SELECT enrollment_id FROM events WHERE action = 'created'")
+            )
+            unsettled = conn.execute(
+                "SELECT count(*) FROM requests WHERE status IN ('pending', 'unknown')"
+            ).fetchone()[0]
         locked = sum("database is locked" in line for line in log)
         cuts = statistics.quantiles(latencies, n=100)
         print(f"clients={args.clients} workers={args.workers} enrollments={args.enrollments}")
         print(f"elapsed {elapsed:.2f} s, {len(latencies) / elapsed:.0f} enrollments/s")
-        print(f"latency p50 {cuts[49] * 1000:.1f} ms, p95 {cuts[94] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms")
-        print(f"statuses {statuses}; Canvas made {len(made)}; ledger created {len(created)}; unsettled {unsettled}; 'database is locked' {locked}")
+        p50, p95, p99 = (cuts[n] * 1000 for n in (49, 94, 98))
+        print(f"latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms")
+        print(f"statuses {statuses}; Canvas made {len(made)}; ledger created {len(created)}")
+        print(f"unsettled requests {unsettled}; 'database is locked' in gunicorn's log {locked}")
         ok = made == created and unsettled == 0 and locked == 0 and set(statuses) == {200}
         print("OK: the ledger matches Canvas exactly" if ok else "MISMATCH")
         if not ok:

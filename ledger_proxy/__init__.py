@@ -89,7 +89,14 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        logging.getLogger("ledger_proxy").exception("unexpected error: %s", type(exc).__name__)
+        import traceback
+
+        from .serving import redact_tokens
+
+        # The traceback may quote a URL with ?access_token=: it is redacted before logging.
+        logging.getLogger("ledger_proxy").error(
+            "unexpected error: %s\n%s", type(exc).__name__, redact_tokens(traceback.format_exc())
+        )
         return error_response(
             500, "ledger-proxy hit an internal error", error_code="internal_server_error"
         )

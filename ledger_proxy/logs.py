@@ -51,6 +51,8 @@ class RedactTokens(logging.Filter):
         redacted = redact_tokens(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
+        if record.exc_info and not record.exc_text:  # formatters use exc_text when it is set
+            record.exc_text = redact_tokens(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -41,12 +41,12 @@ def test_the_readme_names_every_metric_and_only_those(tmp_path):
     assert set(re.findall(r"ledger_proxy_[a-z_]+", operations)) == exposed
 
 
-def test_the_quick_start_begins_with_install_and_the_demo():
-    first_block = README.split("## Quick start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
-    assert first_block.splitlines() == [
-        "python3 -m venv .venv && .venv/bin/pip install -e .",
-        ".venv/bin/ledger-proxy demo",
-    ]
+def test_the_quick_start_gives_the_run_and_the_test_command_and_ci_runs_the_latter():
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    run, test = (block.split("```", 1)[0].strip() for block in quick_start.split("```sh\n")[1:3])
+    assert run == "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/ledger-proxy demo"
+    assert test == "bash scripts/test"
+    assert "bash scripts/test" in (ROOT / ".ci" / "run").read_text()
 
 
 @pytest.mark.parametrize(

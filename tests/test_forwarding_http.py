@@ -264,3 +264,20 @@ def test_no_header_is_added_that_the_client_did_not_send(upstream, make_proxy):
     assert "user-agent" not in names
     assert "authorization" not in names
     assert names <= {"host", "accept-encoding"}  # Host for Canvas; identity encoding at most
+
+
+def test_an_unexpected_error_is_a_canvas_shaped_500_and_logs_no_token(upstream, make_proxy, caplog, monkeypatch):
+    app, server = upstream
+    proxy = make_proxy(server.url)
+    secret = "SECRET-in-the-query"
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError(f"boom while sending /api/v1/users/self?access_token={secret}")
+
+    monkeypatch.setattr(proxy.app.extensions["ledger_proxy"].canvas, "send", explode)
+    response = requests.get(f"{proxy.url}/api/v1/users/self?access_token={secret}", timeout=10)
+    assert_canvas_error(response, 500, "internal error")
+    assert response.json()["errors"][0]["error_code"] == "internal_server_error"
+    assert "RuntimeError" in caplog.text
+    assert secret not in caplog.text
+    assert secret not in response.text
