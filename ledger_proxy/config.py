@@ -200,14 +200,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "TOKEN_HASH_KEY",
         None,
-        _optional_path,
+        _optional_secret,
         "Secret key for the keyed hash (HMAC-SHA256) under which tokens are cached. Default: "
         "a random key generated once into token_hash.key in the instance folder.",
     ),
     Setting(
         "SIS_READER_TOKEN",
         None,
-        _optional_path,
+        _optional_secret,
         "Optional Canvas token of an account admin with the SIS permission, used only to read "
         "sis_import_id and SIS ids for the rows a lookup's caller can already see, when Canvas "
         "hides them from the caller (teachers). Unset: such rows not seen by the proxy are "
@@ -216,7 +216,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "RECONCILE_TOKEN",
         None,
-        _optional_path,
+        _optional_secret,
         "Canvas token (an account admin's, able to list enrollments) with which requests of "
         "unknown outcome are reconciled automatically. Unset: only `ledger-proxy reconcile "
         "--token` reconciles.",

@@ -36,8 +36,12 @@ COLUMNS = (
     "prev_hash",
     "hash",
 )
+# Outside the ledger (export files, history, hashes) Canvas's timestamps keep Canvas's names.
+EXPORT_NAMES = {"canvas_created_at": "created_at", "canvas_updated_at": "updated_at"}
+LEDGER_NAMES = {name: column for column, name in EXPORT_NAMES.items()}
+HEADER = tuple(EXPORT_NAMES.get(column, column) for column in COLUMNS)
 # The hash covers every other column, seq and prev_hash included (docs/audit.md).
-HASHED_COLUMNS = tuple(column for column in COLUMNS if column != "hash")
+HASHED_COLUMNS = tuple(name for name in HEADER if name != "hash")
 GENESIS = "0" * 64
 HASH_SCHEME = "sha256(canonical JSON of every column but hash, values as CSV text); v1"
 
@@ -64,8 +68,21 @@ _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 def canonical(row: Mapping[str, Any]) -> bytes:
-    """The bytes hashed for one event: sorted keys, no whitespace, ASCII, every value as text."""
-    return _to_json({column: _text(row.get(column)) for column in _HASH_ORDER}).encode("ascii")
+    """The bytes hashed for one event: sorted keys, no whitespace, ASCII, every value as text.
+
+    `row` may use the ledger's column names or the export's (created_at for canvas_created_at).
+    """
+    return _to_json({name: _text(_value(row, name)) for name in _HASH_ORDER}).encode("ascii")
+
+
+def _value(row: Mapping[str, Any], name: str) -> Any:
+    column = LEDGER_NAMES.get(name)
+    return row[column] if column is not None and column in row else row.get(name)
+
+
+def outward(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ledger row with the names an export, the history and the hash use."""
+    return {EXPORT_NAMES.get(key, key): value for key, value in row.items()}
 
 
 def event_hash(row: Mapping[str, Any]) -> str:
@@ -178,12 +195,12 @@ _CSV_LINE = "seq, printf('{}', {})".format(
     ", ".join(_csv_value(column) for column in COLUMNS),
 )
 _NDJSON_LINE = "seq, json_object({})".format(
-    ", ".join(f"'{column}', {column}" for column in COLUMNS)
+    ", ".join(f"'{name}', {column}" for name, column in zip(HEADER, COLUMNS, strict=True))
 )
 
 
 def csv_chunks(db: sqlite_utils.Database, filters: Filters) -> Iterator[bytes]:
-    yield (",".join(COLUMNS) + "\r\n").encode()
+    yield (",".join(HEADER) + "\r\n").encode()
     for page in pages(db, _CSV_LINE, filters):
         yield ("\r\n".join(line for _, line in page) + "\r\n").encode()
 
@@ -217,10 +234,10 @@ def filename(fmt: str, now: datetime | None = None) -> str:
 
 
 def db_events(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
-    """Every event in seq order, as a dict of COLUMNS, paged by keyset."""
+    """Every event in seq order, named as in an export (HEADER), paged by keyset."""
     for page in pages(db, ", ".join(COLUMNS)):
         for row in page:
-            yield dict(zip(COLUMNS, row, strict=True))
+            yield dict(zip(HEADER, row, strict=True))
 
 
 def file_events(path: str) -> Iterator[dict[str, Any]]:
@@ -235,7 +252,7 @@ def file_events(path: str) -> Iterator[dict[str, Any]]:
             return
         reader = csv.reader(handle)
         header = next(reader, [])
-        missing = [column for column in COLUMNS if column not in header]
+        missing = [name for name in HEADER if name not in header]
         if missing:
             raise ValueError(f"{path} is not a ledger export: it has no column {missing[0]}")
         for values in reader:

@@ -24,6 +24,21 @@ HOP_BY_HOP = frozenset(
 
 # Set by the HTTP client from the URL and the body it sends.
 REQUEST_HEADERS_SET_BY_CLIENT = frozenset({"host", "content-length"})
+# Canvas builds its Link URLs from these (Rails honours them): sent on, they would make Canvas
+# point pagination at a host or scheme that is neither Canvas's nor the client's. They are
+# meant for the proxy (see LEDGER_PROXY_TRUSTED_PROXIES), never for Canvas.
+FORWARDING_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-ssl",
+        "x-url-scheme",
+    }
+)
 
 INTEGRATION_HEADER = "X-Ledger-Integration"
 REQUEST_ID_HEADER = "X-Ledger-Request-Id"
@@ -55,7 +70,8 @@ def end_to_end(
 def request_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Headers sent on to Canvas: end-to-end only, minus Host/Content-Length and our own."""
     return end_to_end(
-        headers, also_drop=REQUEST_HEADERS_SET_BY_CLIENT | {INTEGRATION_HEADER.lower()}
+        headers,
+        also_drop=REQUEST_HEADERS_SET_BY_CLIENT | FORWARDING_HEADERS | {INTEGRATION_HEADER.lower()},
     )
 
 
@@ -103,9 +119,13 @@ _LINK_URL = re.compile(r"<([^>]*)>")
 
 
 def rewrite_canvas_url(url: str, canvas_base: str, client_base: str) -> str:
-    """`url` moved from Canvas's base to the client's, if it is under Canvas's base."""
+    """`url` moved from Canvas's base to the client's, if it is under Canvas's base.
+
+    Canvas's host is what counts: behind its own load balancer Canvas may build a URL with
+    another scheme or port than the base URL the proxy was given.
+    """
     parts = urlsplit(url)
-    if not parts.scheme or origin(url) != origin(canvas_base):
+    if parts.scheme not in ("http", "https") or origin(url)[1] != origin(canvas_base)[1]:
         return url
     canvas_path = urlsplit(canvas_base).path.rstrip("/")
     if canvas_path and not (parts.path == canvas_path or parts.path.startswith(canvas_path + "/")):

@@ -320,7 +320,20 @@ def _update_view(
     canvas_request_id: str | None,
     recorded_at: str,
 ) -> None:
-    # The origin columns are written once, by the first event the ledger sees.
+    # The origin columns are written by the first event the ledger sees, and replaced only by
+    # a later-recorded `created`: reconciliation can find that an earlier request whose answer
+    # was lost made the row that a retry then saw as existing (adopted).
+    upgrade = "excluded.origin_action = 'created' AND enrollments.origin_action <> 'created'"
+    origin = ", ".join(
+        f"{column} = CASE WHEN {upgrade} THEN excluded.{column} ELSE enrollments.{column} END"
+        for column in (
+            "origin_integration",
+            "origin_actor_user_id",
+            "origin_request_id",
+            "origin_canvas_request_id",
+            "origin_action",  # (SQLite evaluates every SET expression on the old row)
+        )
+    )
     db.execute(
         f"""
         INSERT INTO enrollments (enrollment_id, {", ".join(EVENT_FIELDS)}, origin_action,
@@ -329,6 +342,7 @@ def _update_view(
         VALUES (?, {", ".join("?" for _ in EVENT_FIELDS)}, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (enrollment_id) DO UPDATE SET
             {", ".join(f"{field} = coalesce(excluded.{field}, {field})" for field in EVENT_FIELDS)},
+            {origin},
             last_action = excluded.last_action,
             last_seq = excluded.last_seq,
             last_recorded_at = excluded.last_recorded_at

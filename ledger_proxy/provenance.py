@@ -121,7 +121,7 @@ def classify(evidence: Evidence) -> Verdict:
                 f"{_who(record.integration, record.actor_user_id)} on {_day(record.recorded_at)}"
             )
         return Verdict(SIS, reason, old)
-    if record is None and evidence.pending_request_id is not None:
+    if evidence.pending_request_id is not None:  # (a row the proxy saw made is settled above)
         return Verdict(
             PENDING,
             f"request {evidence.pending_request_id} through the proxy may have made it; its "

@@ -165,14 +165,15 @@ def _settle_create(
     made = [row for created, row in timed if created is not None and earliest <= created <= latest]
     before = [row for created, row in timed if created is not None and created < earliest]
     if made:
+        # Made while this request was in flight: this request made it, even if a retry that
+        # Canvas answered since has already shown the ledger the row (as adopted).
         row = made[0]
         known = ledger.is_known(db, as_int(row.get("id")) or 0)
-        action = "adopted" if known else "created"
         evidence = (
             f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, while "
-            f"the request was in flight" + ("; the ledger already knew it" if known else "")
+            "the request was in flight" + ("; a later request already returned it" if known else "")
         )
-        return _record(db, request, row, action, evidence)
+        return _record(db, request, row, "created", evidence)
     if before:
         row = before[0]
         evidence = (

@@ -25,7 +25,7 @@ from .helpers import assert_canvas_error
 ISSUE_COLUMNS = (
     "enrollment_id", "course_id", "course_section_id", "user_id", "type", "role",
     "enrollment_state", "action", "integration", "actor_user_id", "canvas_request_id",
-    "request_id", "canvas_created_at", "recorded_at", "hash",
+    "request_id", "created_at", "recorded_at", "hash",
 )
 
 
@@ -77,12 +77,12 @@ def test_csv_export_is_every_event_the_proxy_recorded(world, sim, proxy, recorde
         r'attachment; filename="ledger-export-\d{8}T\d{6}Z\.csv"', response.headers["Content-Disposition"]
     )
     rows = csv_rows(response.content)
-    assert list(rows[0]) == list(export.COLUMNS)
+    assert list(rows[0]) == list(export.HEADER)
     assert set(ISSUE_COLUMNS) <= set(rows[0])
     events = ledger(proxy, "SELECT * FROM events ORDER BY seq")
     assert len(rows) == len(events) == 8
     for row, event in zip(rows, events, strict=True):
-        assert row == {column: as_text(event[column]) for column in export.COLUMNS}
+        assert row == {name: as_text(value) for name, value in export.outward(event).items() if name in export.HEADER}
     # Judged on the simulator's ground truth, not only on the ledger.
     truth = {e["id"]: e for c in (world.course["id"], recorded["other_course"]["id"]) for e in sim.enrollments(course_id=c)}
     made_here = {i for i, e in truth.items() if (e["origin"]["user_agent"] or "").startswith("python-canvasapi/")}
@@ -92,7 +92,7 @@ def test_csv_export_is_every_event_the_proxy_recorded(world, sim, proxy, recorde
         assert (int(row["course_id"]), int(row["user_id"]), int(row["course_section_id"])) == (
             enrollment["course_id"], enrollment["user_id"], enrollment["course_section_id"])
         assert row["actor_user_id"] == str(world.admin["id"])
-        assert row["canvas_created_at"] == enrollment["created_at"]
+        assert row["created_at"] == enrollment["created_at"]
     origin_ids = {truth[int(r["enrollment_id"])]["origin"]["request_context_id"] for r in rows if r["action"] == "created"}
     assert origin_ids == {r["canvas_request_id"] for r in rows if r["action"] == "created"}
     second = recorded["enrollments"][1].id
@@ -108,8 +108,8 @@ def test_ndjson_export_carries_the_same_events_typed(world, proxy, recorded):
     assert response.headers["Content-Disposition"].endswith('.ndjson"')
     lines = response.content.decode().splitlines()
     events = ledger(proxy, "SELECT * FROM events ORDER BY seq")
-    assert [json.loads(line) for line in lines] == [{c: e[c] for c in export.COLUMNS} for e in events]
-    assert list(json.loads(lines[0])) == list(export.COLUMNS)
+    assert [json.loads(line) for line in lines] == [{n: e[c] for n, c in zip(export.HEADER, export.COLUMNS, strict=True)} for e in events]
+    assert list(json.loads(lines[0])) == list(export.HEADER)
     assert csv_rows(get(proxy, "export", world.admin["token"], format="csv").content) == [
         {c: as_text(v) for c, v in json.loads(line).items()} for line in lines
     ]
@@ -140,7 +140,7 @@ def test_filters_select_slices_of_the_ledger(world, proxy, recorded):
     assert seqs(since=tomorrow) == []
     assert seqs(until=tomorrow) == [e["seq"] for e in events]
     assert csv_rows(get(proxy, "export", token, action="accepted").content) == []
-    assert get(proxy, "export", token, action="accepted").content.decode().strip() == ",".join(export.COLUMNS)
+    assert get(proxy, "export", token, action="accepted").content.decode().strip() == ",".join(export.HEADER)
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,8 @@ def test_enrollment_history_is_every_event_oldest_first_with_the_current_view(wo
     assert body["enrollment_id"] == enrollment.id
     assert [e["action"] for e in body["events"]] == ["created", "deactivated", "reactivated"]
     assert [e["enrollment_state"] for e in body["events"]] == ["active", "inactive", "active"]
-    assert body["events"] == ledger(proxy, "SELECT * FROM events WHERE enrollment_id = ? ORDER BY seq", [enrollment.id])
+    assert body["events"] == [export.outward(e) for e in ledger(proxy, "SELECT * FROM events WHERE enrollment_id = ? ORDER BY seq", [enrollment.id])]
+    assert body["events"][0]["created_at"] == enrollment.created_at  # Canvas's name for Canvas's time
     assert {e["hash"] for e in body["events"]} <= {r["hash"] for r in ledger(proxy, "SELECT hash FROM events")}
     current = body["current"]
     assert (current["origin_action"], current["last_action"], current["enrollment_state"]) == ("created", "reactivated", "active")

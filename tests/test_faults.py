@@ -4,6 +4,7 @@ ledger, and afterwards the ledger matches what the simulator says Canvas really 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 import requests
@@ -184,4 +185,31 @@ def test_automatic_reconciliation_in_the_running_proxy(world, sim, make_proxy):
     assert enroll(proxy.url, world, world.students[5]).status_code == 502
     database = proxy.app.config["DATABASE"]
     wait_for(lambda: ledger(database, "SELECT id FROM requests WHERE settled_by = 'reconcile'"), 10)
+    assert_ledger_matches_canvas(database, sim, world)
+
+
+def test_a_retry_before_reconciliation_does_not_turn_the_integrations_row_manual(world, sim, make_proxy, monkeypatch):
+    """The script retries a timed-out create at once: Canvas returns the row the first request
+    made. Until reconciled the lookup says pending; afterwards, integration."""
+    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    database = proxy.app.config["DATABASE"]
+    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "delay", "seconds": 0.6, "times": 1})
+    student = world.students[6]
+    assert enroll(proxy.url, world, student).status_code == 504
+    wait_for(lambda: [t for t in sim.enrollments(course_id=world.course["id"]) if t["user_id"] == student["id"]])
+    time.sleep(2.5)  # the script retries a little later, as canvas_sdk does: past the 2 s allowance
+    retry = enroll(proxy.url, world, student)
+    assert retry.status_code == 200
+
+    def verdict():
+        body = requests.get(
+            f"{proxy.url}/ledger/v1/courses/{world.course['id']}/enrollments",
+            headers={"Authorization": f"Bearer {world.admin['token']}"}, timeout=10,
+        ).json()
+        return next(r for r in body["enrollments"] if r["id"] == retry.json()["id"])
+
+    assert verdict()["provenance"] == "pending"
+    reconcile(monkeypatch, database, sim, world.admin["token"])
+    settled = verdict()
+    assert (settled["provenance"], settled["ledger"]["action"]) == ("integration", "created")
     assert_ledger_matches_canvas(database, sim, world)

@@ -281,3 +281,24 @@ def test_an_unexpected_error_is_a_canvas_shaped_500_and_logs_no_token(upstream, 
     assert "RuntimeError" in caplog.text
     assert secret not in caplog.text
     assert secret not in response.text
+
+
+def test_forwarding_headers_meant_for_the_proxy_never_reach_canvas(upstream, make_proxy):
+    """Canvas builds Link URLs from X-Forwarded-*: sent on, they would lead clients astray."""
+    app, server = upstream
+    proxy = make_proxy(server.url)
+    requests.get(
+        f"{proxy.url}/api/v1/courses/1/enrollments",
+        headers={
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Port": "443",
+            "X-Forwarded-Prefix": "/x",
+            "Forwarded": "host=evil.example;proto=https",
+            "X-Forwarded-For": "203.0.113.9",
+        },
+        timeout=10,
+    )
+    names = {name.lower() for name, _ in app.seen[-1].headers}
+    assert not names & {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "forwarded"}
+    assert "x-forwarded-for" in names  # the client's address is not a URL part: it goes on

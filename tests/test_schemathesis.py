@@ -31,6 +31,6 @@ def test_no_server_errors_on_the_ledger_api(world, sim, make_proxy, tmp_path):
             "--request-timeout", "20",
             "--report-dir", str(tmp_path),
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its cache stays out of the tree
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

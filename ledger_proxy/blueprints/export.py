@@ -53,4 +53,8 @@ def enrollment_history(enrollment_id: str) -> Response:
     current = ledger.current_enrollment(db, int(enrollment_id))
     if not events and current is None:
         raise ProxyError(404, NOT_FOUND)
-    return jsonify(enrollment_id=int(enrollment_id), current=current, events=events)
+    return jsonify(
+        enrollment_id=int(enrollment_id),
+        current=export.outward(current) if current is not None else None,
+        events=[export.outward(event) for event in events],
+    )
