@@ -57,8 +57,13 @@ class LedgerEvidence(Schema):
     integration = _text("Integration label of the first recorded request.", allow_none=True)
     actor_user_id = _id("Canvas user behind that request's token.", allow_none=True)
     action = _text(
-        "First action seen: created (the proxy saw Canvas make it), adopted (it already "
-        "existed), or a change.",
+        "created (the proxy saw Canvas make it) or adopted (it existed before the proxy first "
+        "touched it, by a re-enrollment or a change).",
+        required=True,
+        validate=validate.OneOf(("created", "adopted")),
+    )
+    first_action = _text(
+        "The first action the ledger recorded: created, adopted, or a change (deleted, ...).",
         required=True,
         validate=validate.OneOf(ACTIONS),
     )

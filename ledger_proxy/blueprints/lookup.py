@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.wrappers import Response
 
-from .. import lookup
+from .. import lookup, provenance
 from ..access import caller_token
 from ..canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from ..db import get_db
@@ -35,6 +36,9 @@ def _lookup(scope: str, scope_id: str) -> Response:
     args = load_args(LookupArgs(), request.args)
     query = lookup.Query(scope, scope_id, args["include_deleted"], args["provenance"])
     try:
+        provider = _compact_provider()
+        if provider is not None:
+            return _answer(provider, token, query)
         result = run(token, query)
     except CanvasRefused as refusal:
         return refused(refusal)
@@ -47,17 +51,66 @@ def run(
     token: str, query: lookup.Query, on_page: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """The lookup for the current app: Canvas with the caller's token, then the ledger."""
+    verdicts: list[str] = []
+    enrollments = [item for page in judged(token, query, verdicts, on_page) for item in page]
+    return {"enrollments": enrollments, "summary": provenance.summary(verdicts)}
+
+
+def judged(
+    token: str,
+    query: lookup.Query,
+    verdicts: list[str],
+    on_page: Callable[[int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The lookup's rows page by page, each judged while Canvas serves the next (with a SIS
+    reader token, once both listings are in: whether it is needed shows only at the end)."""
     canvas = runtime().canvas
-    rows = lookup.fetch(canvas, token, query, on_page)
     reader = current_app.config["SIS_READER_TOKEN"]
-    if reader and any("sis_import_id" not in row for row in rows):
-        lookup.add_sis_fields(rows, lookup.fetch(canvas, reader, query))
-    return lookup.classify_rows(
+    pages: Iterable[list[dict[str, Any]]]
+    if reader:
+        rows = lookup.fetch(canvas, token, query, on_page)
+        if any("sis_import_id" not in row for row in rows):
+            lookup.add_sis_fields(rows, lookup.fetch(canvas, reader, query))
+        pages = [rows]
+    else:
+        pages = lookup.counted(lookup.prefetched(lookup.pages(canvas, token, query)), on_page)
+    return lookup.judge_pages(
         get_db(),
-        rows,
+        pages,
+        verdicts,
         allowance=timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"]),
         provenance_filter=query.provenance,
     )
+
+
+def _compact_provider() -> DefaultJSONProvider | None:
+    """Flask's own JSON provider when jsonify would answer compact JSON (not in debug)."""
+    provider = current_app.json
+    if not isinstance(provider, DefaultJSONProvider):
+        return None
+    if provider.compact is False or (provider.compact is None and current_app.debug):
+        return None
+    return provider
+
+
+def _answer(provider: DefaultJSONProvider, token: str, query: lookup.Query) -> Response:
+    """The same bytes as jsonify(run(...)), but each page is encoded as soon as it is judged,
+    while Canvas serves the next one: encoding a large answer at the end would add to the
+    lookup's time what the wait on Canvas can hide."""
+
+    def dumps(value: Any) -> str:
+        return provider.dumps(value, separators=(",", ":"))
+
+    verdicts: list[str] = []
+    pages = [dumps(page)[1:-1] for page in judged(token, query, verdicts) if page]
+    body = (
+        '{"enrollments":['
+        + ",".join(pages)
+        + '],"summary":'
+        + dumps(provenance.summary(verdicts))
+        + "}\n"
+    )
+    return current_app.response_class(body, mimetype=provider.mimetype)
 
 
 def refused(refusal: CanvasRefused) -> Response:
