@@ -12,13 +12,9 @@ has no "database is locked". Prints throughput and latency percentiles. Stops by
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import signal
-import socket
+import contextlib
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,84 +24,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_answering(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not start")
-
-
-def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "ledger-proxy"), "simulator", "--port", str(port), "--empty"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answering(url + "/_sim/settings", time.monotonic() + 30)
-    return proc, url
-
-
-def start_gunicorn(
-    canvas: str, database: str, workers: int
-) -> tuple[subprocess.Popen[str], str, list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
-    env.update(
-        LEDGER_PROXY_CANVAS_URL=canvas,
-        LEDGER_PROXY_DATABASE=database,
-        LEDGER_PROXY_TOKEN_HASH_KEY="bench",
-    )
-    proc = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            str(workers),
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "wsgi:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log: list[str] = []
-    ready = threading.Event()
-    port: list[int] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            log.append(line)
-            match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port.append(int(match.group(1)))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(30) or not port:
-        raise SystemExit("gunicorn did not start:\n" + "".join(log))
-    return proc, f"http://127.0.0.1:{port[0]}", log
+from ledger_proxy.serving import gunicorn_process, simulator_process  # noqa: E402
 
 
 def main() -> None:
@@ -115,11 +36,16 @@ def main() -> None:
     parser.add_argument("--enrollments", type=int, default=3000)
     args = parser.parse_args()
 
-    sim, canvas = start_simulator()
     tmp = tempfile.TemporaryDirectory()
     database = str(Path(tmp.name) / "ledger.sqlite3")
-    proxy = None
-    try:
+    settings = {
+        "LEDGER_PROXY_DATABASE": database,
+        "LEDGER_PROXY_TOKEN_HASH_KEY": "bench",
+    }
+    with contextlib.ExitStack() as stack:
+        stack.callback(tmp.cleanup)
+        canvas = stack.enter_context(simulator_process()).url
+        settings["LEDGER_PROXY_CANVAS_URL"] = canvas
         http = requests.Session()
         admin = http.post(
             f"{canvas}/_sim/users", json={"name": "Bench Admin", "admin": True}, timeout=10
@@ -131,7 +57,8 @@ def main() -> None:
             ]
             for n in range(args.enrollments)
         ]
-        proxy, base, log = start_gunicorn(canvas, database, args.workers)
+        gunicorn = stack.enter_context(gunicorn_process(settings, workers=args.workers))
+        base, log = gunicorn.url, gunicorn.log
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         lock = threading.Lock()
@@ -181,15 +108,6 @@ def main() -> None:
         print("OK: the ledger matches Canvas exactly" if ok else "MISMATCH")
         if not ok:
             raise SystemExit(1)
-    finally:
-        for proc in (proxy, sim):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

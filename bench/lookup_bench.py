@@ -25,14 +25,11 @@ import argparse
 import contextlib
 import os
 import platform
-import re
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,117 +41,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ledger_proxy.lookup import Query  # noqa: E402  (the lookup's own Canvas target)
+from ledger_proxy.serving import (  # noqa: E402
+    BIN,
+    clean_environment,
+    gunicorn_process,
+    simulator_process,
+)
 
-BIN = Path(sys.executable).parent
-SIM_LISTENING = re.compile(r"Canvas simulator listening on (http://\S+)")
-GUNICORN_LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
 COURSE_SIS_ID = "BENCH-101"
 INTEGRATION = "bench-sync"
-START_TIMEOUT = 30.0
 
 
 # --- processes -------------------------------------------------------------------------------
 
 
-def _clean_env(settings: dict[str, str]) -> dict[str, str]:
-    """The caller's environment without LEDGER_PROXY_* or proxy variables, plus `settings`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LEDGER_PROXY_")
-        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    env.update(settings)
-    return env
-
-
-@contextlib.contextmanager
-def _process(
-    argv: list[str], env: dict[str, str], ready: re.Pattern[str], stream: str, probe: str
-) -> Iterator[str]:
-    """Start `argv`, wait for `ready` on its stdout or stderr (group 1 is its base URL), then
-    until `probe` (a path) answers HTTP; yield the base URL; always stop the process."""
-    proc = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
-        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
-        text=True,
-    )
-    pipe = proc.stdout if stream == "stdout" else proc.stderr
-    assert pipe is not None
-    log: list[str] = []
-    found: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        # Keep draining the pipe so the child never blocks on a full one.
-        for line in pipe:
-            log.append(line)
-            match = ready.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                seen.set()
-        seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not seen.wait(START_TIMEOUT) or not found:
-            raise RuntimeError(f"{argv[0]} did not start:\n" + "".join(log))
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(found[0] + probe):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} does not answer:\n" + "".join(log))
-            time.sleep(0.05)
-        yield found[0]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM if "gunicorn" in argv[0] else signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        reader.join(5)
-        pipe.close()
-
-
-def _answers(url: str) -> bool:
-    """Whether the server answers HTTP at all (any status)."""
-    try:
-        requests.get(url, timeout=2)
-    except requests.ConnectionError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def simulator() -> Iterator[str]:
-    # --port 0: the kernel picks a free port; the simulator prints the URL it got.
-    argv = [str(BIN / "ledger-proxy"), "simulator", "--port", "0", "--empty"]
-    with _process(argv, _clean_env({}), SIM_LISTENING, "stdout", "/_sim/settings") as url:
-        yield url
+    with simulator_process() as service:
+        yield service.url
 
 
 @contextlib.contextmanager
 def proxy(settings: dict[str, str], threads: int) -> Iterator[str]:
-    argv = [
-        str(BIN / "gunicorn"),
-        "--bind", "127.0.0.1:0",
-        "--workers", "1",
-        "--threads", str(threads),
-        "--worker-class", "gthread",
-        "--timeout", "120",
-        "--graceful-timeout", "5",
-        "wsgi:app",
-    ]  # fmt: skip
-    # The worker boots after the arbiter listens: wait until it serves a request (401).
-    probe = "/ledger/v1/courses/0/enrollments"
-    with _process(argv, _clean_env(settings), GUNICORN_LISTENING, "stderr", probe) as url:
-        yield url
+    with gunicorn_process(settings, workers=1, threads=threads) as service:
+        yield service.url
 
 
 # --- the world -------------------------------------------------------------------------------
@@ -400,7 +310,7 @@ def main() -> None:
             )
             subprocess.run(
                 [str(BIN / "ledger-proxy"), "sis-roster", "load", str(roster)],
-                cwd=ROOT, env=_clean_env(settings), check=True, stdout=subprocess.DEVNULL,
+                cwd=ROOT, env=clean_environment(settings), check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             sim.control("POST", "settings", {"latency_seconds": args.canvas_latency})
             target = Query("courses", str(course["id"])).canvas_target()

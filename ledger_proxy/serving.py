@@ -1,9 +1,19 @@
-"""Run a WSGI app on a free loopback port in a background thread (tests, demo, benchmarks)."""
+"""Run servers on free loopback ports: a WSGI app in a thread, or the simulator and gunicorn as
+processes (tests, demo, benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -78,3 +88,119 @@ class BackgroundServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# Separate processes: the simulator and gunicorn, for tests and benchmarks.
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where wsgi.py is, in a checkout
+BIN = Path(sys.executable).parent
+START_TIMEOUT = 30.0
+SIMULATOR_LISTENING = re.compile(r"Canvas simulator listening on (http://\S+)")
+GUNICORN_LISTENING = re.compile(r"Listening at: (http://127\.0\.0\.1:\d+)")
+
+
+def clean_environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """This environment without LEDGER_PROXY_* or proxy variables, plus `settings`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("LEDGER_PROXY_")
+        and name.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    env.update(settings)
+    return env
+
+
+@dataclass
+class Service:
+    """A started process: its base URL and what it has written to the watched stream."""
+
+    url: str
+    log: list[str]
+    process: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def running_process(
+    argv: list[str], env: Mapping[str, str], ready: re.Pattern[str], stream: str, probe: str
+) -> Iterator[Service]:
+    """Start `argv`, wait for `ready` on its stdout or stderr (group 1: its base URL), then
+    poll until `probe` (a path) answers HTTP; yield it; always stop the process."""
+    import requests
+
+    proc = subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL,
+        text=True,
+    )
+    pipe = proc.stdout if stream == "stdout" else proc.stderr
+    assert pipe is not None
+    log: list[str] = []
+    found: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:
+        for line in pipe:  # keep draining, so the child never blocks on a full pipe
+            log.append(line)
+            match = ready.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                seen.set()
+        seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        if not seen.wait(START_TIMEOUT) or not found:
+            raise RuntimeError(f"{argv[0]} did not start:\n" + "".join(log))
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                requests.get(found[0] + probe, timeout=2)
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[0]} does not answer:\n" + "".join(log)) from None
+                time.sleep(0.05)
+        yield Service(found[0], log, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.join(5)
+        pipe.close()
+
+
+def simulator_process() -> contextlib.AbstractContextManager[Service]:
+    """`ledger-proxy simulator --port 0 --empty` (the kernel picks the port; it prints it)."""
+    argv = [str(BIN / "ledger-proxy"), "simulator", "--port", "0", "--empty"]
+    return running_process(
+        argv, clean_environment({}), SIMULATOR_LISTENING, "stdout", "/_sim/settings"
+    )
+
+
+def gunicorn_process(
+    settings: Mapping[str, str], *, workers: int = 2, threads: int = 4
+) -> contextlib.AbstractContextManager[Service]:
+    """`gunicorn wsgi:app` on a free loopback port with LEDGER_PROXY_* `settings`, answering
+    (its workers have booted) by the time it is yielded."""
+    argv = [
+        str(BIN / "gunicorn"),
+        "--bind", "127.0.0.1:0",
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--worker-class", "gthread",
+        "--timeout", "120",
+        "--graceful-timeout", "5",
+        "wsgi:app",
+    ]  # fmt: skip
+    env = clean_environment(settings)
+    return running_process(argv, env, GUNICORN_LISTENING, "stderr", "/healthz")
