@@ -255,3 +255,31 @@ def test_events_are_append_only(upstream, make_proxy):
         for statement in ("UPDATE events SET action = 'x'", "DELETE FROM events"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(statement)
+
+
+def test_canvas_stalling_in_the_middle_of_its_answer_is_a_504_and_unknown(make_proxy):
+    """Headers came, then the body stalled past the read timeout: Canvas may have acted."""
+    import time
+
+    from ledger_proxy.serving import BackgroundServer
+
+    def stalling(environ, start_response):
+        if environ["PATH_INFO"] == "/api/v1/users/self":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"id": 17}']
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "400")])
+
+        def body():
+            yield b'{"id": 8812, '
+            time.sleep(1.5)
+            yield b" " * 386
+
+        return body()
+
+    with BackgroundServer(stalling) as server:
+        proxy = make_proxy(server.url, READ_TIMEOUT=0.3)
+        response = post_enrollment(proxy)
+        assert response.status_code == 504
+        assert "did not finish answering in time" in response.json()["errors"][0]["message"]
+        [req] = ledger_rows(proxy, "requests")
+        assert (req["status"], req["http_status"]) == ("unknown", 200)

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import requests
 from flask import Blueprint, current_app, request
+from urllib3.exceptions import ReadTimeoutError
 from werkzeug.wrappers import Response
 
 from .. import ledger, metrics, recording
@@ -302,7 +303,7 @@ def _forward_recorded(
         raise
     try:
         content = upstream.raw.read(decode_content=False)
-    except Exception as exc:  # the connection broke while Canvas answered
+    except Exception as exc:  # Canvas stalled or the connection broke while it answered
         ledger.record_outcome(
             db,
             call.request_id,
@@ -310,6 +311,12 @@ def _forward_recorded(
             http_status=upstream.status_code,
             error=type(exc).__name__,
         )
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+            raise UpstreamFailure(
+                504,
+                "Canvas did not finish answering in time; it may have acted",
+                may_have_acted=True,
+            ) from None
         raise UpstreamFailure(
             502,
             "the connection to Canvas broke while it answered; it may have acted",
