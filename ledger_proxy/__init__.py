@@ -30,6 +30,9 @@ def create_app(
     from .errors import ProxyError, error_response
     from .runtime import Runtime
 
+    instance_path = instance_path or os.environ.get(f"{config.ENV_PREFIX}_INSTANCE_PATH") or None
+    if instance_path:
+        instance_path = os.path.abspath(instance_path)
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_mapping(config.defaults())
     app.config.from_pyfile("config.py", silent=True)

@@ -144,6 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
         "when it is unset.",
     ),
     Setting(
+        "INSTANCE_PATH",
+        None,
+        _optional_path,
+        "The instance folder: config.py, and by default the ledger and the generated keys. "
+        "Default: instance/ beside the package (the checkout's instance/). Environment only.",
+    ),
+    Setting(
         "DATABASE",
         None,
         _optional_path,

@@ -104,7 +104,7 @@ def clean_environment(settings: Mapping[str, str]) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("LEDGER_PROXY_")
+        if (not name.startswith("LEDGER_PROXY_") or name == "LEDGER_PROXY_INSTANCE_PATH")
         and name.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
     env.update(settings)

@@ -15,8 +15,9 @@ from .upstream import RecordingUpstream
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests configure the proxy explicitly; settings from the caller's shell never leak in."""
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> None:
+    """Tests configure the proxy explicitly; settings from the caller's shell never leak in,
+    and nothing is written to the checkout's instance/ folder."""
     for name in list(os.environ):
         if name.startswith("LEDGER_PROXY_") or name.lower() in (
             "http_proxy",
@@ -24,6 +25,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "all_proxy",
         ):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("LEDGER_PROXY_INSTANCE_PATH", str(tmp_path_factory.mktemp("instance")))
 
 
 @pytest.fixture

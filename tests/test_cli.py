@@ -54,7 +54,11 @@ def free_port() -> int:
 def test_serve_without_a_canvas_url_runs_in_front_of_the_simulator(tmp_path, mode):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
-    env.update(LEDGER_PROXY_DATABASE=str(tmp_path / "l.sqlite3"), LEDGER_PROXY_TOKEN_HASH_KEY="k")
+    env.update(
+        LEDGER_PROXY_DATABASE=str(tmp_path / "l.sqlite3"),
+        LEDGER_PROXY_TOKEN_HASH_KEY="k",
+        LEDGER_PROXY_INSTANCE_PATH=str(tmp_path / "instance"),
+    )
     script = Path(sys.executable).with_name("ledger-proxy")
     proc = subprocess.Popen(
         [str(script), "serve", "--port", str(port), "--workers", "1", *mode],
