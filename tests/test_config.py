@@ -135,3 +135,14 @@ def test_every_setting_is_in_the_readme_table_with_its_default():
     assert wrong == {}, "README default differs from ledger_proxy/config.py: (README, registry)"
     computed = [s.env_name for s in SETTINGS if documented_default(s) is None and rows[s.env_name] == "(none)"]
     assert computed == [], "these have a computed default (their help says 'Default:'): name it"
+
+
+def test_the_instance_folder_can_be_set_in_the_environment(tmp_path, monkeypatch):
+    instance = tmp_path / "elsewhere"
+    instance.mkdir()
+    (instance / "config.py").write_text('CANVAS_URL = "https://from-elsewhere.example"\n')
+    monkeypatch.setenv("LEDGER_PROXY_INSTANCE_PATH", str(instance))
+    app = create_app()
+    assert app.config["CANVAS_URL"] == "https://from-elsewhere.example"
+    assert app.config["DATABASE"] == str(instance / "ledger.sqlite3")
+    assert (instance / "token_hash.key").exists()
