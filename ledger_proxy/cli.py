@@ -155,7 +155,8 @@ def _metrics_dir() -> None:
 def _instance_sets_canvas_url() -> bool:
     from flask import Flask
 
-    probe = Flask("ledger_proxy", instance_relative_config=True)
+    instance = os.environ.get("LEDGER_PROXY_INSTANCE_PATH") or None
+    probe = Flask("ledger_proxy", instance_path=instance, instance_relative_config=True)
     probe.config.from_pyfile("config.py", silent=True)
     return bool(probe.config.get("CANVAS_URL"))
 
@@ -186,7 +187,8 @@ def simulator(host: str, port: int, empty: bool) -> None:
     "--simulator-port", default=0, type=int, help="Simulator port  [default: a free one]"
 )
 @click.option("--no-wait", is_flag=True, help="Exit after printing, instead of serving on.")
-def demo(host: str, port: int, simulator_port: int, no_wait: bool) -> None:
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, simulator_port: int, no_wait: bool) -> None:
     """See the point in a minute: a simulated Canvas, the proxy, and a course to look up.
 
     Starts the bundled Canvas simulator and the proxy in front of it, on free local ports,
@@ -195,11 +197,19 @@ def demo(host: str, port: int, simulator_port: int, no_wait: bool) -> None:
     adds more and a script bypasses the proxy; the course's provenance table is printed,
     with the URLs and tokens to try. Both servers run until Ctrl-C.
 
+    With a Canvas URL configured (LEDGER_PROXY_CANVAS_URL or instance/config.py) it makes no
+    demo changes in that Canvas: it serves the proxy in front of it, as `serve` does.
+
     Example:
 
         ledger-proxy demo --port 8080
     """
     from . import demo as demonstration
+
+    if os.environ.get("LEDGER_PROXY_CANVAS_URL") or _instance_sets_canvas_url():
+        click.echo("A Canvas URL is configured: serving the proxy in front of it (no demo data).")
+        ctx.invoke(serve, host=host, port=port or 8080)
+        return
 
     try:
         demonstration.run(

@@ -90,3 +90,42 @@ def test_serve_without_a_canvas_url_runs_in_front_of_the_simulator(tmp_path, mod
     assert "started the bundled Canvas simulator at http://127.0.0.1:" in text
     assert f"give scripts the Canvas base URL {base}" in text
     assert "sim-admin-token" in text  # the demo token is printed; real tokens never are
+
+
+@pytest.mark.slow
+def test_demo_with_a_canvas_url_only_serves_the_proxy_in_front_of_it(tmp_path, sim):
+    """The README's run command is safe against a real Canvas: no demo data is made there."""
+    admin = sim.add_user("Admin", admin=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
+    env.update(
+        LEDGER_PROXY_CANVAS_URL=sim.url,
+        LEDGER_PROXY_DATABASE=str(tmp_path / "l.sqlite3"),
+        LEDGER_PROXY_TOKEN_HASH_KEY="k",
+        LEDGER_PROXY_INSTANCE_PATH=str(tmp_path / "instance"),
+    )
+    script = Path(sys.executable).with_name("ledger-proxy")
+    proc = subprocess.Popen(
+        [str(script), "demo", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/v1/users/self", headers={"Authorization": f"Bearer {admin['token']}"}, timeout=2)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
+                time.sleep(0.05)
+        assert answer.json()["id"] == admin["id"]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        reader.join(5)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert "A Canvas URL is configured: serving the proxy in front of it" in "".join(output)
+    assert sim.enrollments() == []
