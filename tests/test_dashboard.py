@@ -370,3 +370,14 @@ def test_a_sealed_token_opens_only_with_its_key_and_only_until_it_expires(tmp_pa
         monkeypatch.undo()
         app.secret_key = "k2"
         assert web_session.signed_in() is None  # a new key signs everyone out
+
+
+def test_an_unknown_dashboard_page_is_an_html_404_and_the_api_keeps_json(make_proxy, sim):
+    import requests
+
+    proxy = make_proxy(sim.url)
+    page = requests.get(f"{proxy.url}/ledger/no-such-page", timeout=10)
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
+    assert "no such page" in page.text
+    api = requests.get(f"{proxy.url}/ledger/v1/no-such-endpoint", timeout=10)
+    assert api.status_code == 404 and api.json()["errors"][0]["message"]
