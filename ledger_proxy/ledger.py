@@ -401,11 +401,6 @@ def record_async_job(
 # Readers
 
 
-def request_row(db: sqlite_utils.Database, request_id: str) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
-    return rows[0] if rows else None
-
-
 def unsettled_requests(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return list(
         db.query(

@@ -24,7 +24,6 @@ from .sis_roster import Roster
 
 # Every state, asked for explicitly: Canvas's default leaves out completed and rejected.
 STATES = ("active", "invited", "creation_pending", "inactive", "completed", "rejected")
-SCOPES = ("courses", "sections")
 PAGE_SIZE = 100
 PENDING_MARGIN = timedelta(minutes=5)
 
@@ -141,22 +140,6 @@ def add_sis_fields(rows: list[dict[str, Any]], reader_rows: Iterable[Mapping[str
             for field in ("sis_import_id", "sis_user_id", "sis_course_id", "sis_section_id"):
                 row[field] = other.get(field)
             row["_sis_from_reader"] = True
-
-
-def classify_rows(
-    db: sqlite_utils.Database,
-    rows: list[dict[str, Any]],
-    *,
-    allowance: timedelta,
-    provenance_filter: str | None = None,
-) -> dict[str, Any]:
-    """The lookup's answer: each row with its verdict and evidence, and counts per verdict."""
-    verdicts: list[str] = []
-    judged = judge_pages(
-        db, [rows], verdicts, allowance=allowance, provenance_filter=provenance_filter
-    )
-    enrollments = [item for page in judged for item in page]
-    return {"enrollments": enrollments, "summary": provenance.summary(verdicts)}
 
 
 def judge_pages(

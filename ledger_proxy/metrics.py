@@ -212,18 +212,6 @@ def count_recorded(events: Iterable[Any]) -> None:
             metrics.recorded.labels(event.action).inc()
 
 
-def count_forwarded(method: str, status: int) -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.forwarded.labels(method, str(status)).inc()
-
-
-def count_throttled(status: int) -> None:
-    metrics = current()
-    if metrics is not None:
-        metrics.throttled.labels(str(status)).inc()
-
-
 def says_rate_limited(prefix: bytes, content_encoding: str | None) -> bool:
     """Does the start of a body say "Rate Limit Exceeded" (Canvas's throttled 403)?"""
     encoding = (content_encoding or "identity").strip().lower()
