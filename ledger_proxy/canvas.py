@@ -139,28 +139,35 @@ class CanvasClient:
         Raises CanvasRefused with Canvas's own answer when it says no (401, 403, 404,
         throttling...), and CanvasUnreachable & co. when it gives no answer.
         """
-        url: str | None = target
-        while url:
-            response = self.send(
-                "GET", url, [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)], None
-            )
-            with contextlib.closing(response):
-                try:
-                    content = response.content
-                except requests.RequestException as exc:
-                    raise CanvasConnectionLost(describe(exc)) from None
-                if response.status_code != 200:
-                    raise CanvasRefused(
-                        response.status_code, list(response.headers.items()), content
-                    )
-                try:
-                    page = response.json()
-                except ValueError:
-                    raise CanvasConnectionLost("a page that is not JSON") from None
-                if not isinstance(page, list):
-                    raise CanvasConnectionLost("a page that is not a JSON list")
-                yield page
-                url = self._next_target(response.links.get("next", {}).get("url"))
+        next_target: str | None = target
+        while next_target:
+            page, next_url = self._get(next_target, token)
+            if not isinstance(page, list):
+                raise CanvasConnectionLost("a page that is not a JSON list")
+            yield page
+            next_target = self._next_target(next_url)
+
+    def get_json(self, target: str, token: str) -> Any:
+        """The JSON document at `target` (its first page only); errors as pages() raises."""
+        return self._get(target, token)[0]
+
+    def _get(self, target: str, token: str) -> tuple[Any, str | None]:
+        """(JSON document, URL of its next page) of an authenticated GET."""
+        response = self.send(
+            "GET", target, [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)], None
+        )
+        with contextlib.closing(response):
+            try:
+                content = response.content
+            except requests.RequestException as exc:
+                raise CanvasConnectionLost(describe(exc)) from None
+            if response.status_code != 200:
+                raise CanvasRefused(response.status_code, list(response.headers.items()), content)
+            try:
+                document = response.json()
+            except ValueError:
+                raise CanvasConnectionLost("an answer that is not JSON") from None
+            return document, response.links.get("next", {}).get("url")
 
     def _next_target(self, next_url: str | None) -> str | None:
         """The next page's target from /api/ on; a link off Canvas's base is never followed

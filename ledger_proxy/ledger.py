@@ -372,8 +372,9 @@ def record_async_job(
     account_ref: str | None,
     integration: str | None,
     actor_user_id: int | None,
-    http_status: int,
+    http_status: int | None,
     canvas_request_id: str | None,
+    settlement: Settlement | None = None,
 ) -> None:
     """A request whose enrollments Canvas makes later, in a job: who submitted which job."""
     with write_transaction(db):
@@ -395,7 +396,7 @@ def record_async_job(
                 job.get("workflow_state"),
             ],
         )
-        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None)
+        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
 
 
 # Readers

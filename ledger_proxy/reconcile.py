@@ -56,7 +56,7 @@ LOCK = "reconcile_lock"
 class Result:
     request_id: str
     kind: str
-    outcome: str  # created, adopted, failed, or a change's action (deleted, ...); skipped
+    outcome: str  # created, adopted, a change's action (deleted, ...), submitted, failed, skipped
     enrollment_id: int | None
     evidence: str
 
@@ -86,7 +86,7 @@ def reconcile(
                     request["kind"],
                     "skipped",
                     None,
-                    "a job submission is not reconciled: check the job list in Canvas",
+                    "a bulk enrollment is not reconciled: Canvas does not list its jobs",
                 )
             )
             continue
@@ -221,12 +221,57 @@ def _settle_change(
     return _record(db, request, row, action, evidence)
 
 
+def _settle_sis_import(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    request: Mapping[str, Any],
+    started: datetime,
+    options: Options,
+) -> Result:
+    """An SIS import whose answer was lost: Canvas's list of imports says whether it began."""
+    since = iso(started - options.allowance)
+    target = (
+        f"/api/v1/accounts/{quote(request['account_ref'], safe=':')}/sis_imports"
+        f"?created_since={quote(since)}&per_page=100"
+    )
+    document = canvas.get_json(target, token)
+    imports = document.get("sis_imports", []) if isinstance(document, dict) else document
+    latest = started + PROCESSING_WINDOW + options.allowance
+    for job in imports if isinstance(imports, list) else []:
+        created = parse_time(job.get("created_at"))
+        submitter = as_int((job.get("user") or {}).get("id"))
+        if created is None or not (started - options.allowance <= created <= latest):
+            continue
+        if request["actor_user_id"] is not None and submitter != request["actor_user_id"]:
+            continue
+        evidence = (
+            f"Canvas shows SIS import {job.get('id')} started at {job.get('created_at')} by user "
+            f"{submitter}, while the request was in flight"
+        )
+        ledger.record_async_job(
+            db,
+            request["id"],
+            kind="sis_import",
+            job=job,
+            account_ref=request["account_ref"],
+            integration=request["integration"],
+            actor_user_id=request["actor_user_id"],
+            http_status=request["http_status"],
+            canvas_request_id=request["canvas_request_id"],
+            settlement=ledger.Settlement(evidence),
+        )
+        return Result(request["id"], request["kind"], "submitted", None, evidence)
+    return _fail(db, request, "Canvas lists no SIS import started by this request's user then")
+
+
 SETTLERS = {
     "enrollment_create": _settle_create,
     "enrollment_delete": _settle_change,
     "enrollment_reactivate": _settle_change,
     "enrollment_accept": _settle_change,
     "enrollment_reject": _settle_change,
+    "sis_import": _settle_sis_import,
 }
 
 

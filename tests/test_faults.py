@@ -215,3 +215,26 @@ def test_a_retry_before_reconciliation_does_not_turn_the_integrations_row_manual
     settled = verdict()
     assert (settled["provenance"], settled["ledger"]["action"]) == ("integration", "created")
     assert_ledger_matches_canvas(database, sim, world)
+
+
+@pytest.mark.parametrize(("when", "outcome"), [("after", "submitted"), ("before", "failed")])
+def test_an_sis_import_whose_answer_was_lost_is_reconciled_from_canvas_list(world, sim, make_proxy, monkeypatch, when, outcome):
+    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    database = proxy.app.config["DATABASE"]
+    sim.set_faults({"method": "POST", "path": r"/sis_imports$", "when": when, "action": "drop", "times": 1})
+    response = requests.post(
+        f"{proxy.url}/i/sis-feed/api/v1/accounts/1/sis_imports",
+        files={"attachment": ("enrollments.csv", b"course_id,user_id,role,section_id,status\nBIO-101,S-08,student,,active\n", "text/csv")},
+        headers={"Authorization": f"Bearer {world.admin['token']}"},
+        timeout=10,
+    )
+    assert response.status_code == 502
+    output = reconcile(monkeypatch, database, sim, world.admin["token"])
+    assert f"sis_import: {outcome}" in output
+    jobs = ledger(database, "SELECT job_id, integration, actor_user_id FROM async_jobs")
+    made = [t for t in sim.enrollments(course_id=world.course["id"]) if t["origin"]["channel"] == "sis"]
+    if outcome == "submitted":
+        assert [(j["job_id"], j["integration"], j["actor_user_id"]) for j in jobs] == [(made[0]["sis_import_id"], "sis-feed", world.admin["id"])]
+    else:
+        assert jobs == [] and made == []
+    assert ledger(database, "SELECT id FROM requests WHERE status IN ('pending', 'unknown')") == []

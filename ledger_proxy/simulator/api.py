@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from flask import Blueprint, Response, request
 
@@ -141,6 +142,20 @@ def create_sis_import(account_id: str) -> Response:
     body = sis_import_json(state, sis_import)
     _maybe_run_jobs()
     return canvas_json(body)
+
+
+@bp.get("/accounts/<account_id>/sis_imports")
+@locked
+def list_sis_imports(account_id: str) -> Response:
+    """Newest first, wrapped as Canvas wraps it: {"sis_imports": [...]}; `created_since`."""
+    admin_account(account_id)
+    state = sim_state()
+    since = request.args.get("created_since")
+    imports = sorted(state.sis_imports.values(), key=lambda item: item.id, reverse=True)
+    if since:
+        moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        imports = [item for item in imports if item.created_at >= moment]
+    return canvas_json({"sis_imports": [sis_import_json(state, item) for item in imports]})
 
 
 @bp.get("/accounts/<account_id>/sis_imports/<import_id>")
