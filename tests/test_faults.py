@@ -66,13 +66,13 @@ def assert_ledger_matches_canvas(database, sim, world):
 @pytest.mark.parametrize(
     ("fault", "status", "message"),
     [
-        pytest.param({"action": "delay", "seconds": 1.0}, 504, "did not answer in time", id="answer-after-read-timeout"),
+        pytest.param({"action": "delay", "seconds": 2.5}, 504, "did not answer in time", id="answer-after-read-timeout"),
         pytest.param({"action": "drop"}, 502, "connection to Canvas broke", id="connection-dropped"),
         pytest.param({"action": "error", "status": 500}, 500, None, id="canvas-500"),
     ],
 )
 def test_canvas_acted_but_the_answer_was_lost(world, sim, make_proxy, monkeypatch, fault, status, message):
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     database = proxy.app.config["DATABASE"]
     sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "times": 1, **fault})
     student = world.students[0]
@@ -117,7 +117,7 @@ def test_canvas_acted_but_the_answer_was_lost(world, sim, make_proxy, monkeypatc
 
 
 def test_a_request_canvas_never_processed_is_reconciled_as_failed(world, sim, make_proxy, monkeypatch):
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     database = proxy.app.config["DATABASE"]
     sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "before", "action": "error", "status": 503, "times": 1})
     assert enroll(proxy.url, world, world.students[1]).status_code == 503
@@ -130,7 +130,7 @@ def test_a_request_canvas_never_processed_is_reconciled_as_failed(world, sim, ma
 
 
 def test_young_requests_are_left_for_later(world, sim, make_proxy, monkeypatch):
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "drop", "times": 1})
     enroll(proxy.url, world, world.students[2])
     monkeypatch.setenv("LEDGER_PROXY_CANVAS_URL", sim.url)
@@ -142,7 +142,7 @@ def test_young_requests_are_left_for_later(world, sim, make_proxy, monkeypatch):
 
 
 def test_a_change_with_a_lost_answer_is_reconciled(world, sim, make_proxy, monkeypatch):
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     database = proxy.app.config["DATABASE"]
     created = enroll(proxy.url, world, world.students[3]).json()
     sim.set_faults({"method": "DELETE", "when": "after", "action": "drop", "times": 1})
@@ -179,7 +179,7 @@ def test_a_worker_killed_between_canvas_and_the_ledger(world, sim, tmp_path, mon
 
 def test_automatic_reconciliation_in_the_running_proxy(world, sim, make_proxy):
     proxy = make_proxy(
-        sim.url, READ_TIMEOUT=0.3, RECONCILE_TOKEN=world.admin["token"], RECONCILE_INTERVAL_SECONDS=1, RECONCILE_GRACE_SECONDS=0
+        sim.url, READ_TIMEOUT=1.0, RECONCILE_TOKEN=world.admin["token"], RECONCILE_INTERVAL_SECONDS=1, RECONCILE_GRACE_SECONDS=0
     )
     sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "drop", "times": 1})
     assert enroll(proxy.url, world, world.students[5]).status_code == 502
@@ -191,9 +191,9 @@ def test_automatic_reconciliation_in_the_running_proxy(world, sim, make_proxy):
 def test_a_retry_before_reconciliation_does_not_turn_the_integrations_row_manual(world, sim, make_proxy, monkeypatch):
     """The script retries a timed-out create at once: Canvas returns the row the first request
     made. Until reconciled the lookup says pending; afterwards, integration."""
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     database = proxy.app.config["DATABASE"]
-    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "delay", "seconds": 0.6, "times": 1})
+    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "delay", "seconds": 2.5, "times": 1})
     student = world.students[6]
     assert enroll(proxy.url, world, student).status_code == 504
     wait_for(lambda: [t for t in sim.enrollments(course_id=world.course["id"]) if t["user_id"] == student["id"]])
@@ -219,7 +219,7 @@ def test_a_retry_before_reconciliation_does_not_turn_the_integrations_row_manual
 
 @pytest.mark.parametrize(("when", "outcome"), [("after", "submitted"), ("before", "failed")])
 def test_an_sis_import_whose_answer_was_lost_is_reconciled_from_canvas_list(world, sim, make_proxy, monkeypatch, when, outcome):
-    proxy = make_proxy(sim.url, READ_TIMEOUT=0.3)
+    proxy = make_proxy(sim.url, READ_TIMEOUT=1.0)
     database = proxy.app.config["DATABASE"]
     sim.set_faults({"method": "POST", "path": r"/sis_imports$", "when": when, "action": "drop", "times": 1})
     response = requests.post(

@@ -271,13 +271,13 @@ def test_canvas_stalling_in_the_middle_of_its_answer_is_a_504_and_unknown(make_p
 
         def body():
             yield b'{"id": 8812, '
-            time.sleep(1.5)
+            time.sleep(3.0)
             yield b" " * 386
 
         return body()
 
     with BackgroundServer(stalling) as server:
-        proxy = make_proxy(server.url, READ_TIMEOUT=0.3)
+        proxy = make_proxy(server.url, READ_TIMEOUT=1.0)
         response = post_enrollment(proxy)
         assert response.status_code == 504
         assert "did not finish answering in time" in response.json()["errors"][0]["message"]
