@@ -18,12 +18,15 @@ def create_app(
     instance_path: str | None = None,
     *,
     require_canvas: bool = True,
+    background: bool = True,
 ) -> Flask:
     """The one place an app is assembled: settings, ledger, Canvas client, blueprints.
 
     Settings come from the registry's defaults, then `instance/config.py`, then
     LEDGER_PROXY_* environment variables, then `test_config`. Commands that only read the
-    ledger (export, verify, sis-roster) pass `require_canvas=False`.
+    ledger (export, verify, sis-roster) pass `require_canvas=False`. `background=False` (the
+    CLI; and `serve`, which builds the app before gunicorn forks) starts no reconciler in
+    this process: a serving process starts its own on its first request.
     """
     from . import config, db
     from .canvas import CanvasClient
@@ -67,7 +70,7 @@ def create_app(
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
     )
     app.teardown_appcontext(db.close_db)
-    _start_reconciler(app)
+    _start_reconciler(app, now=background)
 
     from .blueprints import dashboard, export, lookup, proxy
 
@@ -114,10 +117,11 @@ def create_app(
     return app
 
 
-def _start_reconciler(app: Flask) -> None:
-    """Automatic reconciliation, when a token for it is configured: at start-up and every
-    LEDGER_PROXY_RECONCILE_INTERVAL_SECONDS, in each process (a forked worker starts its own
-    on its first request); a lease in the ledger lets one run at a time."""
+def _start_reconciler(app: Flask, *, now: bool) -> None:
+    """Automatic reconciliation, when a token for it is configured: at start-up (`now`) and
+    every LEDGER_PROXY_RECONCILE_INTERVAL_SECONDS, in each serving process (a forked worker
+    starts its own on its first request); a lease in the ledger lets one run at a time."""
+    import threading
     from datetime import timedelta
 
     from .reconcile import BackgroundReconciler, Options
@@ -129,16 +133,22 @@ def _start_reconciler(app: Flask) -> None:
         grace=timedelta(seconds=app.config["RECONCILE_GRACE_SECONDS"]),
         allowance=timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]),
     )
-    started_in: list[int] = []
+    started_in: set[int] = set()
+    lock = threading.Lock()
 
     def ensure_running() -> None:
-        if os.getpid() not in started_in:
-            started_in.append(os.getpid())
-            runtime = app.extensions["ledger_proxy"]
-            BackgroundReconciler(
-                app.config["DATABASE"], runtime.canvas, token, options, interval
-            ).start()
+        if os.getpid() in started_in:
+            return
+        with lock:
+            if os.getpid() in started_in:
+                return
+            started_in.add(os.getpid())
+        runtime = app.extensions["ledger_proxy"]
+        BackgroundReconciler(
+            app.config["DATABASE"], runtime.canvas, token, options, interval
+        ).start()
 
-    ensure_running()
+    if now:
+        ensure_running()
     app.before_request(ensure_running)
 

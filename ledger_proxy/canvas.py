@@ -20,6 +20,7 @@ from urllib3.util.retry import Retry
 
 from . import __version__
 from .errors import ProxyError
+from .forwarding import canvas_part
 from .ledger import Actor
 
 log = logging.getLogger(__name__)
@@ -170,13 +171,14 @@ class CanvasClient:
             return document, response.links.get("next", {}).get("url")
 
     def _next_target(self, next_url: str | None) -> str | None:
-        """The next page's target from /api/ on; a link off Canvas's base is never followed
-        (it would carry the caller's token elsewhere)."""
+        """The next page's target from /api/ on; a link off Canvas is never followed (it would
+        carry the caller's token elsewhere)."""
         if not next_url:
             return None
-        if not next_url.startswith(self.base_url + "/api/"):
+        rest = canvas_part(next_url, self.base_url)
+        if rest is None or not rest.startswith("/api/"):
             raise CanvasConnectionLost("a pagination link outside Canvas's base URL")
-        return next_url[len(self.base_url) :]
+        return rest
 
     def server_time(self, token: str) -> datetime | None:
         """Canvas's clock, from the Date header of a cheap authenticated request."""

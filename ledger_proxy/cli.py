@@ -106,7 +106,7 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
         simulator = _start_simulator(host)
         os.environ["LEDGER_PROXY_CANVAS_URL"] = simulator.url
     try:
-        app = create_app()
+        app = create_app(background=False)  # workers start their own reconciler
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     base = f"http://{host}:{port}"
@@ -156,6 +156,7 @@ def _instance_sets_canvas_url() -> bool:
     from flask import Flask
 
     instance = os.environ.get("LEDGER_PROXY_INSTANCE_PATH") or None
+    instance = os.path.abspath(instance) if instance else None
     probe = Flask("ledger_proxy", instance_path=instance, instance_relative_config=True)
     probe.config.from_pyfile("config.py", silent=True)
     return bool(probe.config.get("CANVAS_URL"))
@@ -224,7 +225,7 @@ def _app(require_canvas: bool = True) -> Any:
     from . import create_app
 
     try:
-        return create_app(require_canvas=require_canvas)
+        return create_app(require_canvas=require_canvas, background=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

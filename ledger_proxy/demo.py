@@ -62,6 +62,9 @@ class Demo:
                 "CANVAS_URL": self.simulator.url,
                 "ADMIN_USER_IDS": [ADMIN_ID],  # the admin token may export the ledger
                 "SESSION_COOKIE_SECURE": False,  # the dashboard over plain http on loopback
+                # Tokens configured for a real Canvas are never sent to the simulator.
+                "RECONCILE_TOKEN": None,
+                "SIS_READER_TOKEN": None,
             }
             self.temporary_ledger = not os.environ.get("LEDGER_PROXY_DATABASE")
             if self.temporary_ledger:

@@ -241,14 +241,16 @@ def db_events(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
 
 
 def file_events(path: str) -> Iterator[dict[str, Any]]:
-    """The events of an export file, CSV or NDJSON (told apart by the first character)."""
+    """The events of an export file, CSV or NDJSON (told apart by the first character), with
+    exactly the export's columns: a column a file adds is ignored, never hashed in."""
     with open(path, encoding="utf-8", newline="") as handle:
         ndjson = handle.read(1) == "{"
         handle.seek(0)
         if ndjson:
             for line in handle:
                 if line.strip():
-                    yield json.loads(line)
+                    document = json.loads(line)
+                    yield {name: document.get(name) for name in HEADER}
             return
         reader = csv.reader(handle)
         header = next(reader, [])
@@ -256,7 +258,8 @@ def file_events(path: str) -> Iterator[dict[str, Any]]:
         if missing:
             raise ValueError(f"{path} is not a ledger export: it has no column {missing[0]}")
         for values in reader:
-            yield dict(zip(header, values, strict=True))
+            row = dict(zip(header, values, strict=True))
+            yield {name: row[name] for name in HEADER}
 
 
 # Verification

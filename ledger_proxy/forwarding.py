@@ -118,21 +118,34 @@ def origin(url: str) -> tuple[str, str, int]:
 _LINK_URL = re.compile(r"<([^>]*)>")
 
 
-def rewrite_canvas_url(url: str, canvas_base: str, client_base: str) -> str:
-    """`url` moved from Canvas's base to the client's, if it is under Canvas's base.
+def canvas_part(url: str, canvas_base: str) -> str | None:
+    """What follows Canvas's base in `url` (path from /api/... and query, byte for byte), or
+    None when `url` is not Canvas's.
 
-    Canvas's host is what counts: behind its own load balancer Canvas may build a URL with
-    another scheme or port than the base URL the proxy was given.
+    Canvas's host is what counts, with the same port or a default one for either scheme:
+    behind its load balancer Canvas may build http:// URLs for an https:// base.
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or origin(url)[1] != origin(canvas_base)[1]:
-        return url
+    if parts.scheme not in ("http", "https"):
+        return None
+    _, host, port = origin(url)
+    _, canvas_host, canvas_port = origin(canvas_base)
+    defaults = (80, 443)
+    if host != canvas_host or not (
+        port == canvas_port or (port in defaults and canvas_port in defaults)
+    ):
+        return None
     canvas_path = urlsplit(canvas_base).path.rstrip("/")
     if canvas_path and not (parts.path == canvas_path or parts.path.startswith(canvas_path + "/")):
-        return url
-    # Keep everything after the origin and Canvas's own prefix byte for byte.
+        return None
     after_origin = url[len(f"{parts.scheme}://{parts.netloc}") :]
-    return client_base.rstrip("/") + after_origin[len(canvas_path) :]
+    return after_origin[len(canvas_path) :]
+
+
+def rewrite_canvas_url(url: str, canvas_base: str, client_base: str) -> str:
+    """`url` moved from Canvas's base to the client's, if it is under Canvas's base."""
+    rest = canvas_part(url, canvas_base)
+    return url if rest is None else client_base.rstrip("/") + rest
 
 
 def rewrite_link_header(value: str, canvas_base: str, client_base: str) -> str:

@@ -115,6 +115,10 @@ def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
         )
 
 
+class AlreadySettled(Exception):
+    """Reconciliation found the request settled by someone else meanwhile."""
+
+
 @dataclass(frozen=True)
 class Settlement:
     """How an outcome was learnt when not from Canvas's answer: by reconciliation, and why."""
@@ -132,11 +136,14 @@ def _settle(
     error: str | None,
     settlement: Settlement | None = None,
 ) -> None:
-    db.execute(
-        """
+    # A reconciliation settles only what is still unsettled: if another reconciler (a lease
+    # that expired mid-run) got there first, the whole transaction is rolled back.
+    guard = f" AND status IN ('{PENDING}', '{UNKNOWN}')" if settlement else ""
+    cursor = db.execute(
+        f"""
         UPDATE requests SET status = ?, http_status = ?, canvas_request_id = ?,
             outcome_at = ?, error = ?, settled_by = ?, evidence = ?
-        WHERE id = ?
+        WHERE id = ?{guard}
         """,
         [
             status,
@@ -149,6 +156,8 @@ def _settle(
             request_id,
         ],
     )
+    if settlement and cursor.rowcount == 0:
+        raise AlreadySettled(request_id)
 
 
 def record_outcome(

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from . import ledger
-from .canvas import CanvasClient
+from .canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
 from .db import write_transaction
 from .ledger import as_int, iso, parse_time, utcnow
 
@@ -90,7 +90,15 @@ def reconcile(
                 )
             )
             continue
-        result = settle(db, canvas, token, request, received_at + skew, options)
+        try:
+            result = settle(db, canvas, token, request, received_at + skew, options)
+        except ledger.AlreadySettled:
+            result = Result(request["id"], request["kind"], "skipped", None, "settled meanwhile")
+        except (CanvasRefused, *CANVAS_FAILURES) as exc:
+            # One request Canvas will not answer for (a deleted course, ...) must not hold up
+            # the others: it stays unsettled and is tried again next time.
+            why = f"Canvas answered {exc.status}" if isinstance(exc, CanvasRefused) else str(exc)
+            result = Result(request["id"], request["kind"], "skipped", None, f"not now: {why}")
         results.append(result)
         log.info(
             "reconciled request %s (%s): %s %s",
@@ -168,7 +176,14 @@ def _settle_create(
         # Made while this request was in flight: this request made it, even if a retry that
         # Canvas answered since has already shown the ledger the row (as adopted).
         row = made[0]
-        known = ledger.is_known(db, as_int(row.get("id")) or 0)
+        view = ledger.current_enrollment(db, as_int(row.get("id")) or 0)
+        if view is not None and view["origin_action"] == "created":
+            evidence = (
+                f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, but "
+                f"the ledger already has request {view['origin_request_id']} creating it"
+            )
+            return _record(db, request, row, "adopted", evidence)
+        known = view is not None
         evidence = (
             f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, while "
             "the request was in flight" + ("; a later request already returned it" if known else "")
@@ -230,21 +245,29 @@ def _settle_sis_import(
     options: Options,
 ) -> Result:
     """An SIS import whose answer was lost: Canvas's list of imports says whether it began."""
-    since = iso(started - options.allowance)
+    earliest, latest = started - options.allowance, started + PROCESSING_WINDOW + options.allowance
     target = (
         f"/api/v1/accounts/{quote(request['account_ref'], safe=':')}/sis_imports"
-        f"?created_since={quote(since)}&per_page=100"
+        f"?created_since={quote(iso(earliest))}&created_before={quote(iso(latest))}&per_page=100"
     )
     document = canvas.get_json(target, token)
     imports = document.get("sis_imports", []) if isinstance(document, dict) else document
-    latest = started + PROCESSING_WINDOW + options.allowance
+    taken = {
+        row["job_id"] for row in db.query("SELECT job_id FROM async_jobs WHERE kind = 'sis_import'")
+    }
+    candidates = []
     for job in imports if isinstance(imports, list) else []:
         created = parse_time(job.get("created_at"))
         submitter = as_int((job.get("user") or {}).get("id"))
-        if created is None or not (started - options.allowance <= created <= latest):
-            continue
+        if created is None or not earliest <= created <= latest or as_int(job.get("id")) in taken:
+            continue  # outside the window, or already another request's job
         if request["actor_user_id"] is not None and submitter != request["actor_user_id"]:
             continue
+        candidates.append((created, job))
+    if candidates:
+        # The earliest: a retry's own job comes after the one this request started.
+        _, job = min(candidates, key=lambda pair: pair[0])
+        submitter = as_int((job.get("user") or {}).get("id"))
         evidence = (
             f"Canvas shows SIS import {job.get('id')} started at {job.get('created_at')} by user "
             f"{submitter}, while the request was in flight"

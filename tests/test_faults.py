@@ -238,3 +238,50 @@ def test_an_sis_import_whose_answer_was_lost_is_reconciled_from_canvas_list(worl
     else:
         assert jobs == [] and made == []
     assert ledger(database, "SELECT id FROM requests WHERE status IN ('pending', 'unknown')") == []
+
+
+def test_a_request_canvas_never_acted_on_does_not_claim_the_retrys_row(world, sim, make_proxy, monkeypatch):
+    """Review finding: R1 fails before Canvas acts, its retry R2 creates the row at once; R1's
+    window covers that row, but R2 made it: R1 may only have re-enrolled it."""
+    proxy = make_proxy(sim.url)
+    database = proxy.app.config["DATABASE"]
+    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "before", "action": "drop", "times": 1})
+    student = world.students[7]
+    assert enroll(proxy.url, world, student).status_code == 502
+    assert enroll(proxy.url, world, student).status_code == 200
+    output = reconcile(monkeypatch, database, sim, world.admin["token"])
+    assert "enrollment_create: adopted" in output and "already has request" in output
+    assert [e["action"] for e in ledger(database, "SELECT action FROM events ORDER BY seq")] == ["created", "adopted"]
+    assert_ledger_matches_canvas(database, sim, world)
+
+
+def test_one_request_canvas_refuses_to_explain_does_not_hold_up_the_others(world, sim, make_proxy, monkeypatch):
+    proxy = make_proxy(sim.url)
+    database = proxy.app.config["DATABASE"]
+    doomed = sim.add_course("Doomed")
+    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "action": "drop", "times": 2})
+    requests.post(
+        f"{proxy.url}/api/v1/courses/{doomed['id']}/enrollments",
+        data={"enrollment[user_id]": world.students[0]["id"]},
+        headers={"Authorization": f"Bearer {world.admin['token']}"}, timeout=10,
+    )
+    enroll(proxy.url, world, world.students[1])
+    sim.control("PATCH", f"courses/{doomed['id']}", {"workflow_state": "deleted"})  # Canvas now says 404
+    output = reconcile(monkeypatch, database, sim, world.admin["token"])
+    assert "skipped (not now: Canvas answered 404)" in output
+    assert "enrollment_create: created enrollment" in output
+    statuses = sorted(r["status"] for r in ledger(database, "SELECT status FROM requests"))
+    assert statuses == ["completed", "unknown"]  # the doomed one waits for another try
+
+
+def test_reconcile_with_the_configured_token_runs_every_time(world, sim, make_proxy, monkeypatch):
+    """Review finding: the CLI's own app must not start a background reconciler that takes
+    the lease (and leaves it behind) before the command can."""
+    proxy = make_proxy(sim.url)
+    monkeypatch.setenv("LEDGER_PROXY_CANVAS_URL", sim.url)
+    monkeypatch.setenv("LEDGER_PROXY_DATABASE", proxy.app.config["DATABASE"])
+    monkeypatch.setenv("LEDGER_PROXY_TOKEN_HASH_KEY", "k")
+    monkeypatch.setenv("LEDGER_PROXY_RECONCILE_TOKEN", world.admin["token"])
+    for _ in range(3):
+        result = CliRunner().invoke(main, ["reconcile", "--grace", "0"])
+        assert result.exit_code == 0, result.output

@@ -288,3 +288,31 @@ def test_concurrent_recording_keeps_one_linear_chain(world, sim, make_proxy, mon
     result = verify()
     assert result.exit_code == 0, result.output
     assert f"{len(world.students)} events" in result.output
+
+
+def test_a_shadow_column_added_to_an_export_file_cannot_hide_an_edit(tmp_path):
+    """Review finding: an added `canvas_created_at` holding the original value must not make
+    an edited `created_at` verify."""
+    import csv as csv_module
+
+    from ledger_proxy.db import connect, initialise
+
+    database = str(tmp_path / "l.sqlite3")
+    initialise(database)
+    seed_events(database, 3)
+    db = connect(database)
+    exported = tmp_path / "export.csv"
+    exported.write_bytes(b"".join(export.export(db, export.Filters(), "csv")))
+    db.close()
+    with exported.open(newline="") as handle:
+        rows = list(csv_module.DictReader(handle))
+    rows[1]["canvas_created_at"] = rows[1]["created_at"]
+    rows[1]["created_at"] = "2099-01-01T00:00:00Z"
+    tampered = tmp_path / "tampered.csv"
+    with tampered.open("w", newline="") as handle:
+        writer = csv_module.DictWriter(handle, fieldnames=[*export.HEADER, "canvas_created_at"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**{"canvas_created_at": ""}, **row})
+    with pytest.raises(export.ChainBroken):
+        export.verify(export.file_events(str(tampered)))

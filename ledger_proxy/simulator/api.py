@@ -147,15 +147,24 @@ def create_sis_import(account_id: str) -> Response:
 @bp.get("/accounts/<account_id>/sis_imports")
 @locked
 def list_sis_imports(account_id: str) -> Response:
-    """Newest first, wrapped as Canvas wraps it: {"sis_imports": [...]}; `created_since`."""
+    """Newest first, wrapped as Canvas wraps it: {"sis_imports": [...]}; `created_since`,
+    `created_before`."""
     admin_account(account_id)
     state = sim_state()
-    since = request.args.get("created_since")
     imports = sorted(state.sis_imports.values(), key=lambda item: item.id, reverse=True)
+    since, before = request.args.get("created_since"), request.args.get("created_before")
     if since:
-        moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        imports = [item for item in imports if item.created_at >= moment]
+        imports = [item for item in imports if item.created_at >= _moment(since)]
+    if before:
+        imports = [item for item in imports if item.created_at <= _moment(before)]
     return canvas_json({"sis_imports": [sis_import_json(state, item) for item in imports]})
+
+
+def _moment(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.bad_message(f"Invalid date: {value}") from None
 
 
 @bp.get("/accounts/<account_id>/sis_imports/<import_id>")
