@@ -406,7 +406,12 @@ def verify_command(path: str | None) -> None:
             path = _app(require_canvas=False).config["DATABASE"]
             db = connect(path)
             try:
-                head = export.verify_ledger(db)
+                if sys.stderr.isatty():  # a progress bar on a terminal, quiet when piped
+                    total = db.execute("SELECT count(*) FROM events").fetchone()[0]
+                    with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+                        head = export.verify_ledger(db, tick=bar.update)
+                else:
+                    head = export.verify_ledger(db)
             finally:
                 db.close()
     except export.ChainBroken as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -176,8 +176,16 @@ def pages(
 # NULL empty. Anything not an integer in an integer column is quoted too, so a forged value
 # cannot break the file's columns.
 INTEGER_COLUMNS = frozenset(
-    ("seq", "enrollment_id", "course_id", "course_section_id", "user_id", "role_id",
-     "actor_user_id", "sis_import_id")
+    (
+        "seq",
+        "enrollment_id",
+        "course_id",
+        "course_section_id",
+        "user_id",
+        "role_id",
+        "actor_user_id",
+        "sis_import_id",
+    )
 )
 
 
@@ -401,11 +409,22 @@ def _moved(row: Mapping[str, Any], later: Iterable[Mapping[str, Any]], intact: b
     return ""
 
 
-def verify_ledger(db: sqlite_utils.Database) -> ChainHead:
-    """`verify` over the ledger itself, with the evidence only the database holds."""
+def verify_ledger(
+    db: sqlite_utils.Database, tick: Callable[[int], None] | None = None
+) -> ChainHead:
+    """`verify` over the ledger itself, with the evidence only the database holds; `tick(n)`
+    is told of every n events walked (a progress bar)."""
     # Read before walking: events appended meanwhile only raise the head the walk reaches.
     used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     recorded_head = db.execute("SELECT max(last_seq) FROM enrollments").fetchone()[0]
-    return verify(
-        db_events(db), last_used_seq=used[0] if used else None, recorded_head=recorded_head
-    )
+    events = db_events(db) if tick is None else _ticking(db_events(db), tick)
+    return verify(events, last_used_seq=used[0] if used else None, recorded_head=recorded_head)
+
+
+def _ticking(
+    rows: Iterator[dict[str, Any]], tick: Callable[[int], None]
+) -> Iterator[dict[str, Any]]:
+    for count, row in enumerate(rows, start=1):
+        yield row
+        if count % PAGE_SIZE == 0:
+            tick(PAGE_SIZE)

@@ -316,3 +316,38 @@ def test_a_shadow_column_added_to_an_export_file_cannot_hide_an_edit(tmp_path):
             writer.writerow({**{"canvas_created_at": ""}, **row})
     with pytest.raises(export.ChainBroken):
         export.verify(export.file_events(str(tampered)))
+
+
+def test_verify_shows_progress_on_a_terminal_only(tmp_path):
+    import os
+    import pty
+
+    from ledger_proxy.db import initialise
+
+    database = str(tmp_path / "l.sqlite3")
+    initialise(database)
+    seed_events(database, 2500)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
+    env.update(LEDGER_PROXY_DATABASE=database, LEDGER_PROXY_TOKEN_HASH_KEY="k", LEDGER_PROXY_INSTANCE_PATH=str(tmp_path / "i"))
+    script = str(Path(sys.executable).with_name("ledger-proxy"))
+
+    piped = subprocess.run([script, "verify"], env=env, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "verifying" not in piped.stderr + piped.stdout
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen([script, "verify"], env=env, stdin=secondary, stdout=secondary, stderr=secondary)
+        os.close(secondary)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the terminal closed: the command has finished
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert proc.wait(60) == 0
+    finally:
+        os.close(primary)
+    assert b"verifying" in output and b"ledger chain intact: 2500 events" in output
