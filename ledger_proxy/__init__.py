@@ -144,9 +144,11 @@ def _start_reconciler(app: Flask, *, now: bool) -> None:
                 return
             started_in.add(os.getpid())
         runtime = app.extensions["ledger_proxy"]
-        BackgroundReconciler(
-            app.config["DATABASE"], runtime.canvas, token, options, interval
-        ).start()
+        runtime.background.append(
+            BackgroundReconciler(
+                app.config["DATABASE"], runtime.canvas, token, options, interval
+            ).start()
+        )
 
     if now:
         ensure_running()

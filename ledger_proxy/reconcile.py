@@ -385,8 +385,11 @@ class BackgroundReconciler:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the run in progress, if any (waits up to `timeout` seconds for it)."""
         self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
     def run_once(self) -> list[Result]:
         from .db import connect

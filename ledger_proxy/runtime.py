@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import sqlite_utils
 from flask import current_app
@@ -21,6 +22,12 @@ class Runtime:
     identity_ttl: float
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Background work of this process (the reconciler), stopped by stop_background().
+    background: list[Any] = field(default_factory=list)
+
+    def stop_background(self) -> None:
+        for worker in self.background:
+            worker.stop()
 
     def actor_for(self, db: sqlite_utils.Database, token: str, hashed: str) -> ledger.Actor | None:
         """The Canvas user behind `token`: from memory, then the ledger's cache, then Canvas.

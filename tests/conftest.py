@@ -56,6 +56,7 @@ def make_proxy(tmp_path: Any) -> Iterator[Callable[..., BackgroundServer]]:
     yield make
     for server in servers:
         server.stop()
+        server.app.extensions["ledger_proxy"].stop_background()
 
 
 class World:
