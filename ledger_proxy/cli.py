@@ -368,10 +368,19 @@ def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
         name, problems = sorted(exc.normalized_messages().items())[0]
         raise click.ClickException(f"--{name.replace('_', '-')}: {problems[0]}") from None
     db = connect(_app(require_canvas=False).config["DATABASE"])
+    selection = export.Filters(**args)
     try:
         with click.open_file(output or "-", "wb") as sink:
-            for chunk in export.export(db, export.Filters(**args), fmt):
-                sink.write(chunk)
+            chunks = export.export(db, selection, fmt)
+            if output in (None, "-") or not sys.stderr.isatty():
+                for chunk in chunks:
+                    sink.write(chunk)
+            else:  # a progress bar on a terminal while a file is written
+                total = export.count(db, selection)
+                with click.progressbar(length=total, label="exporting", file=sys.stderr) as bar:
+                    for chunk in chunks:
+                        sink.write(chunk)
+                        bar.update(min(export.PAGE_SIZE, total - bar.pos))
     finally:
         db.close()
 

@@ -138,6 +138,12 @@ class Filters:
         return "".join(f" AND {clause}" for clause in clauses), params
 
 
+def count(db: sqlite_utils.Database, filters: Filters) -> int:
+    """How many events an export with `filters` holds (for a progress bar)."""
+    where, params = filters.where()
+    return int(db.execute(f"SELECT count(*) FROM events WHERE 1{where}", params).fetchone()[0])
+
+
 def _recorded_at(moment: datetime) -> str:
     """In recorded_at's own format, so that text order is time order."""
     if moment.tzinfo is None:

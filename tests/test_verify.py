@@ -318,7 +318,14 @@ def test_a_shadow_column_added_to_an_export_file_cannot_hide_an_edit(tmp_path):
         export.verify(export.file_events(str(tampered)))
 
 
-def test_verify_shows_progress_on_a_terminal_only(tmp_path):
+@pytest.mark.parametrize(
+    ("command", "label", "done"),
+    [
+        pytest.param(["verify"], b"verifying", b"ledger chain intact: 2500 events", id="verify"),
+        pytest.param(["export", "-o", "{out}"], b"exporting", b"", id="export-to-a-file"),
+    ],
+)
+def test_long_commands_show_progress_on_a_terminal_only(tmp_path, command, label, done):
     import os
     import pty
 
@@ -330,13 +337,14 @@ def test_verify_shows_progress_on_a_terminal_only(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
     env.update(LEDGER_PROXY_DATABASE=database, LEDGER_PROXY_TOKEN_HASH_KEY="k", LEDGER_PROXY_INSTANCE_PATH=str(tmp_path / "i"))
     script = str(Path(sys.executable).with_name("ledger-proxy"))
+    argv = [script, *(part.format(out=tmp_path / "out.csv") for part in command)]
 
-    piped = subprocess.run([script, "verify"], env=env, capture_output=True, text=True, timeout=60)
-    assert piped.returncode == 0 and "verifying" not in piped.stderr + piped.stdout
+    piped = subprocess.run(argv, env=env, capture_output=True, timeout=60)
+    assert piped.returncode == 0 and label not in piped.stderr + piped.stdout
 
     primary, secondary = pty.openpty()
     try:
-        proc = subprocess.Popen([script, "verify"], env=env, stdin=secondary, stdout=secondary, stderr=secondary)
+        proc = subprocess.Popen(argv, env=env, stdin=secondary, stdout=secondary, stderr=secondary)
         os.close(secondary)
         output = b""
         while True:
@@ -350,4 +358,4 @@ def test_verify_shows_progress_on_a_terminal_only(tmp_path):
         assert proc.wait(60) == 0
     finally:
         os.close(primary)
-    assert b"verifying" in output and b"ledger chain intact: 2500 events" in output
+    assert label in output and done in output
