@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -88,9 +88,15 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        # The proxy's own errors speak Canvas's error shape, like Canvas's do.
+        # The proxy's own errors speak Canvas's error shape, like Canvas's do; a missing
+        # dashboard page is a page.
         if exc.code == 404:
-            return proxy.not_found(exc)
+            path = request.path
+            if path.startswith("/ledger/") and not path.startswith("/ledger/v1/"):
+                return dashboard.error_page(404, "Not found", "There is no such page.")
+            if path == "/ledger" or path.startswith("/ledger/"):
+                return error_response(404, "The specified resource does not exist.")
+            return proxy.not_found()
         return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)

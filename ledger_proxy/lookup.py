@@ -139,7 +139,6 @@ def add_sis_fields(rows: list[dict[str, Any]], reader_rows: Iterable[Mapping[str
         if other is not None and "sis_import_id" in other:
             for field in ("sis_import_id", "sis_user_id", "sis_course_id", "sis_section_id"):
                 row[field] = other.get(field)
-            row["_sis_from_reader"] = True
 
 
 def judge_pages(

@@ -71,20 +71,13 @@ def settle(
 ) -> list[ledger.Event]:
     """Write the outcome of `intent` from Canvas's `answer`; return the events recorded."""
     canvas_request_id = answer.header("X-Request-Context-Id")
-    if answer.status >= 500:  # Canvas may have acted before failing
-        ledger.record_outcome(
-            db,
-            intent.request_id,
-            ledger.UNKNOWN,
-            http_status=answer.status,
-            canvas_request_id=canvas_request_id,
-        )
-        return []
     if not 200 <= answer.status < 300:
+        # A 5xx may come after Canvas acted: unknown until reconciled. Other refusals failed.
+        status = ledger.UNKNOWN if answer.status >= 500 else ledger.FAILED
         ledger.record_outcome(
             db,
             intent.request_id,
-            ledger.FAILED,
+            status,
             http_status=answer.status,
             canvas_request_id=canvas_request_id,
         )

@@ -357,11 +357,5 @@ def _forward_recorded(
     return Response(content, status=upstream.status_code, headers=_client_headers(call, upstream))
 
 
-def not_found(_exc: Exception) -> Response:
-    if request.path.startswith("/ledger/") and not request.path.startswith("/ledger/v1/"):
-        from .dashboard import error_page  # a dashboard page: answer as a page
-
-        return error_page(404, "Not found", "There is no such page on the dashboard.")
-    if request.path == "/ledger" or request.path.startswith("/ledger/"):
-        return error_response(404, "The specified resource does not exist.")
+def not_found() -> Response:
     return error_response(404, OUTSIDE_API)
