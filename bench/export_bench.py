@@ -7,7 +7,7 @@ os.wait4 on it):
 
   cli csv       ledger-proxy export -o FILE              (the whole command, start-up included)
   cli ndjson    ledger-proxy export --format ndjson -o FILE
-  function csv  ledger_proxy.export.export(db, Filters(), "csv") written to FILE, timed inside
+  function csv  ledger_proxy.core.export.export(db, Filters(), "csv") written to FILE, timed inside
                 its process (the function behind GET /ledger/v1/export, without HTTP)
   sqlite3 csv   sqlite3 -csv -header LEDGER "SELECT * FROM events ORDER BY seq" > FILE
   cli verify    ledger-proxy verify                      (for reference; no target)
@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger_proxy import export  # noqa: E402
-from ledger_proxy.db import initialise  # noqa: E402
+from ledger_proxy.core import export  # noqa: E402
+from ledger_proxy.core.db import initialise  # noqa: E402
 
 TARGET_SECONDS, TARGET_MB = 5.0, 150.0
 TYPES = ("StudentEnrollment", "StudentEnrollment", "StudentEnrollment", "TeacherEnrollment",
@@ -51,8 +51,8 @@ INTEGRATIONS = ("roster-sync", "kth-sync", "helpdesk", None)
 
 FUNCTION = """
 import sys, time
-from ledger_proxy import export
-from ledger_proxy.db import connect
+from ledger_proxy.core import export
+from ledger_proxy.core.db import connect
 db = connect(sys.argv[1])
 started = time.perf_counter()
 with open(sys.argv[2], "wb") as sink:

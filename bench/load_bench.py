@@ -26,7 +26,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger_proxy.serving import gunicorn_process, simulator_process  # noqa: E402
+from ledger_proxy.devserver import gunicorn_process, simulator_process  # noqa: E402
 
 
 def main() -> None:

@@ -40,8 +40,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger_proxy.lookup import Query  # noqa: E402  (the lookup's own Canvas target)
-from ledger_proxy.serving import (  # noqa: E402
+from ledger_proxy.core.lookup import Query  # noqa: E402  (the lookup's own Canvas target)
+from ledger_proxy.devserver import (  # noqa: E402
     BIN,
     clean_environment,
     gunicorn_process,

@@ -28,8 +28,9 @@ def create_app(
     CLI; and `serve`, which builds the app before gunicorn forks) starts no reconciler in
     this process: a serving process starts its own on its first request.
     """
-    from . import config, db
-    from .canvas import CanvasClient
+    from . import config
+    from .core import db
+    from .upstream.canvas import CanvasClient
     from .errors import ProxyError, error_response
     from .runtime import Runtime
 
@@ -72,13 +73,13 @@ def create_app(
     app.teardown_appcontext(db.close_db)
     _start_reconciler(app, now=background)
 
-    from .blueprints import dashboard, export, lookup, proxy
+    from .web import dashboard, export, lookup, proxy
 
     app.register_blueprint(proxy.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(lookup.bp)
 
-    from .blueprints import health, openapi
+    from .web import health, openapi
 
     app.register_blueprint(health.bp)  # /healthz, /readyz, /metrics; metrics and access log
     app.register_blueprint(openapi.bp)  # /ledger/v1/openapi.json
@@ -103,7 +104,7 @@ def create_app(
     def _unexpected(exc: Exception) -> Response:
         import traceback
 
-        from .serving import redact_tokens
+        from .devserver import redact_tokens
 
         # The traceback may quote a URL with ?access_token=: it is redacted before logging.
         logging.getLogger("ledger_proxy").error(
@@ -130,7 +131,7 @@ def _start_reconciler(app: Flask, *, now: bool) -> None:
     import threading
     from datetime import timedelta
 
-    from .reconcile import BackgroundReconciler, Options
+    from .core.reconcile import BackgroundReconciler, Options
 
     token, interval = app.config["RECONCILE_TOKEN"], app.config["RECONCILE_INTERVAL_SECONDS"]
     if not token or not interval:

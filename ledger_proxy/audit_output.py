@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 import click
 
-from .canvas import CanvasRefused
+from .upstream.canvas import CanvasRefused
 
 CSV_COLUMNS = (
     "id",

@@ -68,7 +68,7 @@ def main() -> None:
 
 
 def _start_simulator(host: str) -> Any:
-    from .serving import BackgroundServer
+    from .devserver import BackgroundServer
     from .simulator import create_simulator_app
 
     server = BackgroundServer(create_simulator_app(seed_demo=True), host=host).start()
@@ -115,11 +115,11 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     click.echo(f"  ledger: {app.config['DATABASE']}")
     try:
         if dev:
-            from .serving import RedactingRequestHandler
+            from .devserver import RedactingRequestHandler
 
             app.run(host=host, port=port, threaded=True, request_handler=RedactingRequestHandler)
         else:
-            from .gunicorn_app import run_gunicorn
+            from .ops.gunicorn_app import run_gunicorn
 
             run_gunicorn(app, bind=f"{host}:{port}", workers=workers, threads=threads)
     finally:
@@ -133,7 +133,7 @@ def _metrics_dir() -> None:
     import shutil
     import tempfile
 
-    from .metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+    from .ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
     given = os.environ.get(MULTIPROC_ENV)
     if given:
@@ -265,9 +265,9 @@ def audit(
         CANVAS_TOKEN=... ledger-proxy audit 517 --manual-only --format csv > manual.csv
     """
     from . import audit_output
-    from .blueprints.lookup import run
-    from .canvas import CANVAS_FAILURES, CanvasRefused
-    from .lookup import Query
+    from .web.lookup import run
+    from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
+    from .core.lookup import Query
 
     app = _app()
     query = Query(
@@ -308,8 +308,8 @@ def sis_roster_load(file: Any) -> None:
 
         ledger-proxy sis-roster load exports/enrollments.csv
     """
-    from . import sis_roster as roster
-    from .db import connect
+    from .core import sis_roster as roster
+    from .core.db import connect
 
     try:
         rows = roster.parse(file.read())
@@ -357,9 +357,9 @@ def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
     """
     from marshmallow import ValidationError
 
-    from . import export
-    from .db import connect
-    from .schemas import ExportArgs
+    from .core import export
+    from .core.db import connect
+    from .web.schemas import ExportArgs
 
     given = {name: value for name, value in filters.items() if value is not None}
     try:
@@ -402,8 +402,8 @@ def verify_command(path: str | None) -> None:
 
         ledger-proxy verify
     """
-    from . import export
-    from .db import connect
+    from .core import export
+    from .core.db import connect
 
     try:
         if path:
@@ -454,9 +454,9 @@ def reconcile(token: str | None, grace: int | None) -> None:
     """
     from datetime import timedelta
 
-    from . import reconcile as reconciliation
-    from .canvas import CANVAS_FAILURES, CanvasRefused
-    from .db import connect
+    from .core import reconcile as reconciliation
+    from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
+    from .core.db import connect
 
     app = _app()
     token = token or app.config["RECONCILE_TOKEN"]

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from .serving import BackgroundServer
+from .devserver import BackgroundServer
 
 INTEGRATION = "roster-sync"
 COURSE_ID = 1  # the demo world's "Demo Course" (sis_course_id DEMO-101)
@@ -185,8 +185,8 @@ class Demo:
 
     def lookup(self) -> dict[str, Any]:
         """The provenance lookup of course 1, as GET /ledger/v1/courses/1/enrollments answers."""
-        from .blueprints.lookup import run
-        from .lookup import Query
+        from .web.lookup import run
+        from .core.lookup import Query
 
         with self.app.app_context():
             return run(ADMIN_TOKEN, Query("courses", str(COURSE_ID)))

@@ -11,8 +11,8 @@ from typing import Any
 import sqlite_utils
 from flask import current_app
 
-from . import ledger
-from .canvas import CanvasClient
+from .core import ledger
+from .upstream.canvas import CanvasClient
 
 
 @dataclass

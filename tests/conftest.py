@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ledger_proxy import create_app
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 
 from .upstream import RecordingUpstream
 

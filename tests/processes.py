@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ledger_proxy.serving import gunicorn_process
+from ledger_proxy.devserver import gunicorn_process
 
 
 @contextmanager

@@ -356,7 +356,7 @@ def test_session_cookie_secure_comes_from_the_environment(tmp_path, monkeypatch)
 
 
 def test_a_sealed_token_opens_only_with_its_key_and_only_until_it_expires(tmp_path, monkeypatch):
-    from ledger_proxy import web_session
+    from ledger_proxy.web import session as web_session
 
     app = create_app({"CANVAS_URL": "http://c.test", "DATABASE": str(tmp_path / "l.sqlite3"), "SECRET_KEY": "k1"}, instance_path=str(tmp_path / "i"))
     with app.test_request_context("/ledger/"):

@@ -16,7 +16,7 @@ import requests
 from canvasapi import Canvas
 from click.testing import CliRunner
 
-from ledger_proxy import export
+from ledger_proxy.core import export
 from ledger_proxy.cli import main
 
 from .helpers import assert_canvas_error

@@ -220,7 +220,7 @@ def test_a_large_upload_streams_through_without_being_held_in_memory(make_proxy)
     import hashlib
     import tracemalloc
 
-    from ledger_proxy.serving import BackgroundServer
+    from ledger_proxy.devserver import BackgroundServer
 
     from .upstream import RecordingUpstream
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ledger_proxy import create_app
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 
 from .helpers import raw_request
 from .processes import gunicorn

@@ -11,7 +11,7 @@ from canvasapi import Canvas
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from ledger_proxy import responses
+from ledger_proxy.web import responses
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger_proxy.provenance import Evidence, LedgerRecord, SisImportRecord, classify, summary
+from ledger_proxy.core.provenance import Evidence, LedgerRecord, SisImportRecord, classify, summary
 
 NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 SINCE = datetime(2026, 8, 1, tzinfo=UTC)

@@ -261,7 +261,7 @@ def test_canvas_stalling_in_the_middle_of_its_answer_is_a_504_and_unknown(make_p
     """Headers came, then the body stalled past the read timeout: Canvas may have acted."""
     import time
 
-    from ledger_proxy.serving import BackgroundServer
+    from ledger_proxy.devserver import BackgroundServer
 
     def stalling(environ, start_response):
         if environ["PATH_INFO"] == "/api/v1/users/self":

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ledger_proxy.classify import MalformedBody, classify, may_be_overridden, parse_params
-from ledger_proxy.forwarding import (
+from ledger_proxy.upstream.operations import MalformedBody, classify, may_be_overridden, parse_params
+from ledger_proxy.upstream.forwarding import (
     BadRequestTarget,
     check_request_target,
     end_to_end,

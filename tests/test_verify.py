@@ -14,11 +14,12 @@ import requests
 from canvasapi import Canvas
 from click.testing import CliRunner
 
-from ledger_proxy import create_app, export
+from ledger_proxy import create_app
+from ledger_proxy.core import export
 from ledger_proxy.cli import main
-from ledger_proxy.db import initialise
-from ledger_proxy.migrations import migrations
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.core.db import initialise
+from ledger_proxy.core.migrations import migrations
+from ledger_proxy.devserver import BackgroundServer
 
 from .conftest import World
 from .test_export import seed_events
@@ -295,7 +296,7 @@ def test_a_shadow_column_added_to_an_export_file_cannot_hide_an_edit(tmp_path):
     an edited `created_at` verify."""
     import csv as csv_module
 
-    from ledger_proxy.db import connect, initialise
+    from ledger_proxy.core.db import connect, initialise
 
     database = str(tmp_path / "l.sqlite3")
     initialise(database)
@@ -329,7 +330,7 @@ def test_long_commands_show_progress_on_a_terminal_only(tmp_path, command, label
     import os
     import pty
 
-    from ledger_proxy.db import initialise
+    from ledger_proxy.core.db import initialise
 
     database = str(tmp_path / "l.sqlite3")
     initialise(database)

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from flask import Flask
 
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 from ledger_proxy.simulator import world
 from ledger_proxy.simulator.app import create_simulator_app
 from ledger_proxy.simulator.state import SimulatorState

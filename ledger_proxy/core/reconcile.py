@@ -21,7 +21,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from . import ledger
-from .canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
+from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
 from .db import write_transaction
 from .ledger import as_int, iso, parse_time, utcnow
 

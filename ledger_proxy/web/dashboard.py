@@ -32,10 +32,12 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .. import lookup, oauth, web_session
-from ..canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
-from ..db import get_db
-from ..provenance import VERDICTS
+from ..core import lookup
+from ..upstream import oauth
+from . import session as web_session
+from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
+from ..core.db import get_db
+from ..core.provenance import VERDICTS
 from ..runtime import runtime
 from .lookup import run
 

@@ -10,13 +10,13 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.wrappers import Response
 
-from .. import lookup, provenance
-from ..access import caller_token
-from ..canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
-from ..db import get_db
-from ..forwarding import end_to_end
+from ..core import lookup, provenance
+from .access import caller_token
+from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
+from ..core.db import get_db
+from ..upstream.forwarding import end_to_end
 from ..runtime import runtime
-from ..schemas import LookupArgs, load_args
+from .schemas import LookupArgs, load_args
 
 bp = Blueprint("lookup", __name__, url_prefix="/ledger/v1")
 

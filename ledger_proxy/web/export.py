@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from flask import Blueprint, jsonify, request, stream_with_context
 from werkzeug.wrappers import Response
 
-from .. import export, ledger
-from ..access import require_admin
-from ..db import get_db
+from ..core import export, ledger
+from .access import require_admin
+from ..core.db import get_db
 from ..errors import ProxyError
-from ..schemas import ExportArgs, load_args
+from .schemas import ExportArgs, load_args
 
 bp = Blueprint("export", __name__, url_prefix="/ledger/v1")
 

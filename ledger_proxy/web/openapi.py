@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from werkzeug.wrappers import Response
 
-from .. import openapi
+from . import openapi_document as openapi
 
 bp = Blueprint("openapi", __name__, url_prefix="/ledger/v1")
 

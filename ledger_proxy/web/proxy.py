@@ -17,18 +17,19 @@ from flask import Blueprint, current_app, request
 from urllib3.exceptions import ReadTimeoutError
 from werkzeug.wrappers import Response
 
-from .. import ledger, metrics, recording
-from ..canvas import (
+from ..core import ledger, recording
+from ..ops import metrics
+from ..upstream.canvas import (
     CANVAS_FAILURES,
     CanvasUnreachable,
     proxy_error,
     request_token,
     token_hash,
 )
-from ..classify import MalformedBody, Operation, classify, may_be_overridden, parse_params, redact
-from ..db import get_db
+from ..upstream.operations import MalformedBody, Operation, classify, may_be_overridden, parse_params, redact
+from ..core.db import get_db
 from ..errors import ProxyError, error_response
-from ..forwarding import (
+from ..upstream.forwarding import (
     INTEGRATION_HEADER,
     REQUEST_ID_HEADER,
     BadRequestTarget,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from . import ledger, web_session
-from .canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
-from .db import get_db
-from .errors import forbidden, invalid_token, unauthenticated
-from .runtime import runtime
+from ..core import ledger
+from . import session as web_session
+from ..upstream.canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
+from ..core.db import get_db
+from ..errors import forbidden, invalid_token, unauthenticated
+from ..runtime import runtime
 
 
 def caller_token() -> str:

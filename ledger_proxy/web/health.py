@@ -14,8 +14,8 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response
 
-from .. import logs, metrics
-from ..canvas import USER_AGENT, describe
+from ..ops import logs, metrics
+from ..upstream.canvas import USER_AGENT, describe
 from ..errors import error_response
 from ..runtime import runtime
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from . import provenance
-from .canvas import CanvasClient
+from ..upstream.canvas import CanvasClient
 from .ledger import as_int, parse_time
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster

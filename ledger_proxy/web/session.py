@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
-from . import config
+from .. import config
 
 # A sign-in lasts at most this long (less when Canvas says its OAuth token expires sooner).
 SESSION_LIFETIME = timedelta(hours=8)

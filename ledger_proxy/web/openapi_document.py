@@ -9,7 +9,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from . import __version__, responses
+from .. import __version__
+from . import responses
 from .schemas import ExportArgs, LookupArgs
 
 OPENAPI_VERSION = "3.1.0"

@@ -18,10 +18,10 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
 
-from . import __version__
-from .errors import ProxyError
+from .. import __version__
+from ..errors import ProxyError
 from .forwarding import canvas_part
-from .ledger import Actor
+from ..core.ledger import Actor
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import sqlite_utils
 
 from . import ledger
-from .canvas import http_date
-from .classify import Operation
+from ..upstream.canvas import http_date
+from ..upstream.operations import Operation
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 from flask import Request
 from werkzeug.wrappers import Response
 
-from .forwarding import INTEGRATION_HEADER, LABEL_PATTERN, REQUEST_ID_HEADER
-from .serving import redact_tokens
+from ..upstream.forwarding import INTEGRATION_HEADER, LABEL_PATTERN, REQUEST_ID_HEADER
+from ..devserver import redact_tokens
 
 ACCESS_LOGGER = "ledger_proxy.access"
 CANVAS_REQUEST_ID_HEADER = "X-Request-Context-Id"

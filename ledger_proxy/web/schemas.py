@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
-from .errors import ProxyError
+from ..errors import ProxyError
 
 
 def load_args(schema: Schema, args: MultiDict[str, str]) -> dict[str, Any]:
