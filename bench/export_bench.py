@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ledger_proxy.core import export  # noqa: E402
-from ledger_proxy.core.db import initialise  # noqa: E402
+from ledger_proxy.core.ledger import initialise  # noqa: E402
 
 TARGET_SECONDS, TARGET_MB = 5.0, 150.0
 TYPES = ("StudentEnrollment", "StudentEnrollment", "StudentEnrollment", "TeacherEnrollment",
@@ -52,7 +52,7 @@ INTEGRATIONS = ("roster-sync", "kth-sync", "helpdesk", None)
 FUNCTION = """
 import sys, time
 from ledger_proxy.core import export
-from ledger_proxy.core.db import connect
+from ledger_proxy.core.ledger import connect
 db = connect(sys.argv[1])
 started = time.perf_counter()
 with open(sys.argv[2], "wb") as sink:

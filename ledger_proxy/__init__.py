@@ -29,10 +29,10 @@ def create_app(
     this process: a serving process starts its own on its first request.
     """
     from . import config
-    from .core import db
+    from .core import ledger
     from .upstream.canvas import CanvasClient
     from .errors import ProxyError, error_response
-    from .runtime import Runtime
+    from .runtime import Runtime, close_db
 
     instance_path = instance_path or os.environ.get(f"{config.ENV_PREFIX}_INSTANCE_PATH") or None
     if instance_path:
@@ -58,7 +58,7 @@ def create_app(
     logging.getLogger("ledger_proxy").setLevel(app.config["LOG_LEVEL"])
 
     try:
-        db.initialise(app.config["DATABASE"])
+        ledger.initialise(app.config["DATABASE"])
     except Exception as exc:  # sqlite3 errors name the file problem; say which file
         raise config.ConfigError(
             f"LEDGER_PROXY_DATABASE={app.config['DATABASE']}: cannot open the ledger ({exc})"
@@ -70,7 +70,7 @@ def create_app(
         token_key=config.token_hash_key(app.config, app.instance_path),
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
     )
-    app.teardown_appcontext(db.close_db)
+    app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)
 
     from .web import dashboard, export, lookup, proxy

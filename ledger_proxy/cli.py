@@ -309,7 +309,7 @@ def sis_roster_load(file: Any) -> None:
         ledger-proxy sis-roster load exports/enrollments.csv
     """
     from .core import sis_roster as roster
-    from .core.db import connect
+    from .core.ledger import connect
 
     try:
         rows = roster.parse(file.read())
@@ -358,7 +358,7 @@ def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
     from marshmallow import ValidationError
 
     from .core import export
-    from .core.db import connect
+    from .core.ledger import connect
     from .web.schemas import ExportArgs
 
     given = {name: value for name, value in filters.items() if value is not None}
@@ -402,8 +402,7 @@ def verify_command(path: str | None) -> None:
 
         ledger-proxy verify
     """
-    from .core import export
-    from .core.db import connect
+    from .core import export, ledger
 
     try:
         if path:
@@ -413,10 +412,10 @@ def verify_command(path: str | None) -> None:
                 raise click.ClickException(f"{path} is not a ledger export ({exc})") from None
         else:
             path = _app(require_canvas=False).config["DATABASE"]
-            db = connect(path)
+            db = ledger.connect(path)
             try:
                 if sys.stderr.isatty():  # a progress bar on a terminal, quiet when piped
-                    total = db.execute("SELECT count(*) FROM events").fetchone()[0]
+                    total = ledger.event_count(db)
                     with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
                         head = export.verify_ledger(db, tick=bar.update)
                 else:
@@ -456,7 +455,7 @@ def reconcile(token: str | None, grace: int | None) -> None:
 
     from .core import reconcile as reconciliation
     from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
-    from .core.db import connect
+    from .core.ledger import connect
 
     app = _app()
     token = token or app.config["RECONCILE_TOKEN"]

@@ -1,4 +1,5 @@
-"""Per-process state of one app: the Canvas client, the token key, the actor cache."""
+"""Per-process state of one app (the Canvas client, the token key, the actor cache) and the
+request's ledger handle on `g`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlite_utils
-from flask import current_app
+from flask import current_app, g
 
 from .core import ledger
 from .upstream.canvas import CanvasClient
@@ -52,3 +53,16 @@ class Runtime:
 
 def runtime() -> Runtime:
     return current_app.extensions["ledger_proxy"]  # type: ignore[no-any-return]
+
+
+def get_db() -> sqlite_utils.Database:
+    """The ledger handle of the current app context, opened on first use."""
+    if "ledger_db" not in g:
+        g.ledger_db = ledger.connect(current_app.config["DATABASE"])
+    return g.ledger_db  # type: ignore[no-any-return]
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    db = g.pop("ledger_db", None)
+    if db is not None:
+        db.close()

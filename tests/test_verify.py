@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from ledger_proxy import create_app
 from ledger_proxy.core import export
 from ledger_proxy.cli import main
-from ledger_proxy.core.db import initialise
+from ledger_proxy.core.ledger import initialise
 from ledger_proxy.core.migrations import migrations
 from ledger_proxy.devserver import BackgroundServer
 
@@ -296,7 +296,7 @@ def test_a_shadow_column_added_to_an_export_file_cannot_hide_an_edit(tmp_path):
     an edited `created_at` verify."""
     import csv as csv_module
 
-    from ledger_proxy.core.db import connect, initialise
+    from ledger_proxy.core.ledger import connect, initialise
 
     database = str(tmp_path / "l.sqlite3")
     initialise(database)
@@ -330,7 +330,7 @@ def test_long_commands_show_progress_on_a_terminal_only(tmp_path, command, label
     import os
     import pty
 
-    from ledger_proxy.core.db import initialise
+    from ledger_proxy.core.ledger import initialise
 
     database = str(tmp_path / "l.sqlite3")
     initialise(database)

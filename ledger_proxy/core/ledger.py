@@ -1,17 +1,85 @@
-"""Record and read the ledger: intents, outcomes, append-only events, current view (no Flask)."""
+"""The ledger store: the only code that opens the SQLite file or runs SQL on its tables.
+
+Intents, outcomes, append-only events and the current view; the actor cache, the SIS roster,
+the reconciliation lease and the readers the lookup, the export and the probes use. No Flask.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from .db import write_transaction
-from .export import event_hash, next_link
+from .chain import GENESIS, event_hash
+from .migrations import migrations
+
+BUSY_TIMEOUT_MS = 10_000
+PAGE_SIZE = 1000
+
+
+# Opening the file
+
+
+def connect(path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> sqlite_utils.Database:
+    """A new handle on the ledger; one per thread (sqlite3 handles are not shared)."""
+    conn = sqlite3.connect(path, timeout=timeout)
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def initialise(path: str) -> None:
+    """Create the file if needed, switch it to WAL and apply pending migrations (idempotent)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = connect(path)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        # Several workers may start at once: take the write lock before looking at which
+        # migrations are pending, so exactly one of them applies each.
+        with write_transaction(db):
+            migrations.apply(db)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so that concurrent writers
+    wait on busy_timeout instead of failing with 'database is locked' on lock upgrade."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+def check_writable(path: str, timeout: float) -> None:
+    """A write transaction on an existing ledger, rolled back: the file, its lock and schema
+    work. Raises sqlite3.Error when they do not (a missing file is an error, not a new one)."""
+    uri = Path(path).resolve().as_uri() + "?mode=rw"
+    connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES ('readyz', 'probe') "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
 
 # Request statuses. 'pending': forwarded, outcome not yet written (the proxy may have died);
 # 'unknown': Canvas's answer was lost or was a 5xx, so Canvas may have acted; both wait for
@@ -454,3 +522,227 @@ def store_actor(db: sqlite_utils.Database, token_hash: str, actor: Actor) -> Non
             """,
             [token_hash, actor.user_id, actor.name, iso(utcnow())],
         )
+
+
+# The events, for the hash chain and the export
+
+
+def next_link(db: sqlite_utils.Database) -> tuple[int, str | None]:
+    """(seq, prev_hash) of the next event; call inside the write transaction that inserts it.
+
+    The seq continues after any seq ever used, so deleted tail events leave a visible gap.
+    """
+    last = db.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    seq = max(last[0] if last else 0, used[0] if used else 0) + 1
+    return seq, (last[1] if last else GENESIS)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A slice of the events; `since` and `until` bound recorded_at, both inclusive."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    course_id: int | None = None
+    integration: str | None = None
+    action: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since is not None:
+            clauses.append("recorded_at >= ?")
+            params.append(_recorded_at(self.since))
+        if self.until is not None:
+            clauses.append("recorded_at <= ?")
+            params.append(_recorded_at(self.until))
+        for column in ("course_id", "integration", "action"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _recorded_at(moment: datetime) -> str:
+    """In recorded_at's own format, so that text order is time order (naive means UTC)."""
+    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def event_count(db: sqlite_utils.Database, filters: Filters = Filters()) -> int:
+    where, params = filters.where()
+    return int(db.execute(f"SELECT count(*) FROM events WHERE 1{where}", params).fetchone()[0])
+
+
+def event_pages(
+    db: sqlite_utils.Database,
+    select: str,
+    filters: Filters = Filters(),
+    page_size: int = PAGE_SIZE,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of `select` (whose first column is seq) by keyset on seq, up to today's head.
+
+    Stopping at the head seen at the start gives a consistent export without holding a read
+    transaction open while a slow client downloads it: events are only ever appended.
+    """
+    head = db.execute("SELECT max(seq) FROM events").fetchone()[0]
+    if head is None:
+        return
+    where, params = filters.where()
+    sql = f"SELECT {select} FROM events WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
+    after = -(2**63)  # SQLite's smallest integer: forged events may have seq 0 or below
+    while True:
+        rows = db.conn.execute(sql, [after, head, *params, page_size]).fetchall()
+        if rows:
+            yield rows
+        if len(rows) < page_size:
+            return
+        after = rows[-1][0]
+
+
+def chain_ends(db: sqlite_utils.Database) -> tuple[int | None, int | None]:
+    """(the highest seq ever used, the highest seq the current view names): the evidence of
+    deleted tail events that only the database holds."""
+    used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    recorded_head = db.execute("SELECT max(last_seq) FROM enrollments").fetchone()[0]
+    return (used[0] if used else None), recorded_head
+
+
+# Metadata, and the reconciliation lease kept in it
+
+ROSTER_LOADED_AT = "sis_roster_loaded_at"
+RECORDING_SINCE = "recording_since"
+
+
+def meta(db: sqlite_utils.Database, key: str) -> str | None:
+    for row in db.query("SELECT value FROM ledger_meta WHERE key = ?", [key]):
+        return str(row["value"])
+    return None
+
+
+def _set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+
+
+def take_lease(db: sqlite_utils.Database, key: str, holder: str, lease: timedelta) -> bool:
+    """Take the lease `key` for `holder` until `lease` from now, unless another holder's has
+    not expired; True if taken."""
+    with write_transaction(db):
+        current_value = meta(db, key)
+        current = json.loads(current_value) if current_value is not None else None
+        free = current is None or (parse_time(current["until"]) or utcnow()) <= utcnow()
+        if free:
+            _set_meta(db, key, json.dumps({"holder": holder, "until": iso(utcnow() + lease)}))
+    return free
+
+
+def release_lease(db: sqlite_utils.Database, key: str, holder: str) -> None:
+    with write_transaction(db):
+        db.execute(
+            "DELETE FROM ledger_meta WHERE key = ? AND json_extract(value, '$.holder') = ?",
+            [key, holder],
+        )
+
+
+# The SIS roster
+
+
+def replace_roster(
+    db: sqlite_utils.Database,
+    columns: tuple[str, ...],
+    rows: Iterable[tuple[Any, ...]],
+    source: str,
+) -> int:
+    """Replace the loaded roster with `rows` (line, then `columns`), all or nothing."""
+    rows = list(rows)
+    with write_transaction(db):
+        db.execute("DELETE FROM sis_roster")
+        db.conn.executemany(
+            f"INSERT INTO sis_roster (line, {', '.join(columns)}) "
+            f"VALUES (?, {', '.join('?' for _ in columns)})",
+            rows,
+        )
+        for key, value in (
+            (ROSTER_LOADED_AT, iso(utcnow())),
+            ("sis_roster_source", source),
+            ("sis_roster_rows", str(len(rows))),
+        ):
+            _set_meta(db, key, value)
+    return len(rows)
+
+
+def roster_entries(
+    db: sqlite_utils.Database, sis_user_ids: Iterable[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The loaded roster's rows for these SIS users (every row naming a user, when None)."""
+    if sis_user_ids is None:
+        yield from db.query("SELECT * FROM sis_roster WHERE user_id IS NOT NULL")
+    else:
+        yield from _where_in(db, "SELECT * FROM sis_roster WHERE user_id IN", list(sis_user_ids))
+
+
+# What the lookup reads
+
+
+def enrollments_by_id(db: sqlite_utils.Database, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The current view's rows for these enrollment ids."""
+    return {
+        record["enrollment_id"]: record
+        for record in _where_in(db, "SELECT * FROM enrollments WHERE enrollment_id IN", ids)
+    }
+
+
+def unsettled_creates(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Enrollment-creating requests whose outcome is not settled."""
+    return list(
+        db.query(
+            "SELECT id, course_ref, section_ref, params, received_at FROM requests "
+            "WHERE status IN (?, ?) AND kind = 'enrollment_create'",
+            [PENDING, UNKNOWN],
+        )
+    )
+
+
+def sis_import_jobs(
+    db: sqlite_utils.Database, job_ids: Iterable[int] | None = None
+) -> list[dict[str, Any]]:
+    """The SIS imports sent through the proxy (those with these job ids), in rowid order, so
+    that a job id recorded twice keeps its last record."""
+    sql = (
+        "SELECT job_id, integration, actor_user_id FROM async_jobs "
+        "WHERE kind = 'sis_import'"
+    )
+    if job_ids is None:
+        return list(db.query(sql + " ORDER BY rowid"))
+    return list(_where_in(db, sql + " AND job_id IN", list(job_ids)))
+
+
+def _where_in(db: sqlite_utils.Database, sql: str, values: list[Any]) -> Iterator[dict[str, Any]]:
+    """The rows of `sql` (ending in "... IN") for all `values`, in rowid order, asked in
+    chunks that stay under SQLite's limit on bound parameters."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY rowid", chunk)
+
+
+# What the metrics read
+
+
+def unsettled_summary(path: str, timeout: float) -> dict[str, tuple[int, str | None]]:
+    """{status: (how many, the oldest received_at)} of unsettled requests, on a handle of its
+    own (a scrape may come from any thread). Raises sqlite3.Error."""
+    db = connect(path, timeout=timeout)
+    try:
+        rows = db.execute(
+            "SELECT status, count(*), min(received_at) FROM requests "
+            "WHERE status IN (?, ?) GROUP BY status",
+            [PENDING, UNKNOWN],
+        ).fetchall()
+    finally:
+        db.close()
+    return {status: (number, first) for status, number, first in rows}

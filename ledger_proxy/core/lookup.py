@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import sqlite_utils
 
-from . import provenance
+from . import ledger, provenance
 from ..upstream.canvas import CanvasClient
 from .ledger import as_int, parse_time
 from .provenance import Evidence, LedgerRecord, SisImportRecord
@@ -155,8 +155,8 @@ def judge_pages(
     The ledger is read for each page after Canvas served it, so a create through the proxy
     that Canvas already shows is in the ledger as settled or as pending, never missed.
     """
-    roster_loaded = _meta(db, "sis_roster_loaded_at") is not None
-    recording_since = parse_time(_meta(db, "recording_since"))
+    roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
+    recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
     for page in pages:
         context = _Context.load(db, page, roster_loaded, recording_since)
         kept = []
@@ -166,12 +166,6 @@ def judge_pages(
             if provenance_filter is None or item["provenance"] == provenance_filter:
                 kept.append(item)
         yield kept
-
-
-def _meta(db: sqlite_utils.Database, key: str) -> str | None:
-    for row in db.query("SELECT value FROM ledger_meta WHERE key = ?", [key]):
-        return str(row["value"])
-    return None
 
 
 @dataclass(frozen=True)
@@ -203,17 +197,8 @@ class _Context:
         recording_since: datetime | None,
     ) -> _Context:
         ids = [enrollment_id for row in rows if (enrollment_id := as_int(row.get("id")))]
-        records = {
-            record["enrollment_id"]: record
-            for record in _where_in(db, "SELECT * FROM enrollments WHERE enrollment_id IN", ids)
-        }
-        unsettled = [
-            _unsettled(request)
-            for request in db.query(
-                "SELECT id, course_ref, section_ref, params, received_at FROM requests "
-                "WHERE status IN ('pending', 'unknown') AND kind = 'enrollment_create'"
-            )
-        ]
+        records = ledger.enrollments_by_id(db, ids)
+        unsettled = [_unsettled(request) for request in ledger.unsettled_creates(db)]
         roster = _roster(db, rows) if roster_loaded else None
         return cls(records, roster, recording_since, unsettled, _sis_jobs(db, rows))
 
@@ -306,7 +291,7 @@ def _roster(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> Roster:
     reads: the institution's whole roster can be far larger than a course)."""
     sis_user_ids = {user for row in rows if (user := provenance.canvas_sis_ids(row)[0])}
     by_user: dict[str, list[dict[str, Any]]] = {}
-    for entry in _where_in(db, "SELECT * FROM sis_roster WHERE user_id IN", list(sis_user_ids)):
+    for entry in ledger.roster_entries(db, sis_user_ids):
         by_user.setdefault(entry["user_id"], []).append(entry)
     return Roster(by_user)
 
@@ -314,23 +299,10 @@ def _roster(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> Roster:
 def _sis_jobs(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> dict[int, SisImportRecord]:
     """The SIS imports sent through the proxy that these rows name (by sis_import_id)."""
     job_ids = {job_id for row in rows if (job_id := as_int(row.get("sis_import_id"))) is not None}
-    sql = (
-        "SELECT job_id, integration, actor_user_id FROM async_jobs "
-        "WHERE kind = 'sis_import' AND job_id IN"
-    )
-    # In rowid order, so that a job id recorded twice keeps its last record.
     return {
         job["job_id"]: SisImportRecord(job["job_id"], job["integration"], job["actor_user_id"])
-        for job in _where_in(db, sql, list(job_ids))
+        for job in ledger.sis_import_jobs(db, job_ids)
     }
-
-
-def _where_in(db: sqlite_utils.Database, sql: str, values: list[Any]) -> Iterator[dict[str, Any]]:
-    """The rows of `sql` (ending in "... IN") for all `values`, in rowid order, asked in
-    chunks that stay under SQLite's limit on bound parameters."""
-    for start in range(0, len(values), 500):
-        chunk = values[start : start + 500]
-        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY rowid", chunk)
 
 
 def _ledger_record(record: Mapping[str, Any] | None) -> LedgerRecord | None:

@@ -170,7 +170,8 @@ def m003_event_hash_chain(db: sqlite_utils.Database) -> None:
     # Tamper evidence: each event carries the hash of its content and of the event before it
     # (ledger_proxy/export.py, docs/audit.md). Events recorded before this migration are
     # chained now, in seq order; the append-only triggers are lifted for that backfill only.
-    from .export import COLUMNS, GENESIS, HASH_SCHEME, link, pages
+    from .chain import COLUMNS, GENESIS, HASH_SCHEME, link
+    from .ledger import event_pages as pages
 
     db.execute("ALTER TABLE events ADD COLUMN prev_hash TEXT")
     db.execute("ALTER TABLE events ADD COLUMN hash TEXT")

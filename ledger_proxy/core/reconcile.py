@@ -22,7 +22,6 @@ import sqlite_utils
 
 from . import ledger
 from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
-from .db import write_transaction
 from .ledger import as_int, iso, parse_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -252,9 +251,7 @@ def _settle_sis_import(
     )
     document = canvas.get_json(target, token)
     imports = document.get("sis_imports", []) if isinstance(document, dict) else document
-    taken = {
-        row["job_id"] for row in db.query("SELECT job_id FROM async_jobs WHERE kind = 'sis_import'")
-    }
+    taken = {row["job_id"] for row in ledger.sis_import_jobs(db)}
     candidates = []
     for job in imports if isinstance(imports, list) else []:
         created = parse_time(job.get("created_at"))
@@ -340,26 +337,12 @@ def exclusive(db: sqlite_utils.Database, lease: timedelta) -> Iterator[bool]:
     """Yield True if this process holds the reconciliation lease (taken until released or
     expired), False if another one does."""
     holder = uuid.uuid4().hex
-    with write_transaction(db):
-        rows = list(db.query("SELECT value FROM ledger_meta WHERE key = ?", [LOCK]))
-        current = json.loads(rows[0]["value"]) if rows else None
-        free = current is None or (parse_time(current["until"]) or utcnow()) <= utcnow()
-        if free:
-            value = json.dumps({"holder": holder, "until": iso(utcnow() + lease)})
-            db.execute(
-                "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [LOCK, value],
-            )
+    free = ledger.take_lease(db, LOCK, holder, lease)
     try:
         yield free
     finally:
         if free:
-            with write_transaction(db):
-                db.execute(
-                    "DELETE FROM ledger_meta WHERE key = ? AND json_extract(value, '$.holder') = ?",
-                    [LOCK, holder],
-                )
+            ledger.release_lease(db, LOCK, holder)
 
 
 class BackgroundReconciler:
@@ -392,9 +375,7 @@ class BackgroundReconciler:
             self.thread.join(timeout)
 
     def run_once(self) -> list[Result]:
-        from .db import connect
-
-        db = connect(self.database)
+        db = ledger.connect(self.database)
         try:
             with exclusive(db, LEASE) as mine:
                 return reconcile(db, self.canvas, self.token, self.options) if mine else []

@@ -10,8 +10,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .db import write_transaction
-from .ledger import iso, utcnow
+from . import ledger
 
 STATUSES = frozenset({"active", "deleted", "completed", "inactive", "deleted_last_completed"})
 BUILT_IN_ROLES = {
@@ -115,25 +114,8 @@ def _row(line: int, record: Mapping[str, str | None]) -> tuple[RosterRow | None,
 
 def load(db: sqlite_utils.Database, rows: Iterable[RosterRow], source: str) -> int:
     """Replace the loaded roster with `rows`, all or nothing."""
-    rows = list(rows)
-    with write_transaction(db):
-        db.execute("DELETE FROM sis_roster")
-        db.conn.executemany(
-            f"INSERT INTO sis_roster (line, {', '.join(COLUMNS)}) "
-            f"VALUES (?, {', '.join('?' for _ in COLUMNS)})",
-            [[row.line] + [getattr(row, name) for name in COLUMNS] for row in rows],
-        )
-        for key, value in (
-            ("sis_roster_loaded_at", iso(utcnow())),
-            ("sis_roster_source", source),
-            ("sis_roster_rows", str(len(rows))),
-        ):
-            db.execute(
-                "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-    return len(rows)
+    values = [(row.line, *(getattr(row, name) for name in COLUMNS)) for row in rows]
+    return ledger.replace_roster(db, COLUMNS, values, source)
 
 
 @dataclass
@@ -144,11 +126,10 @@ class Roster:
 
     @classmethod
     def from_db(cls, db: sqlite_utils.Database) -> Roster | None:
-        loaded = list(db.query("SELECT value FROM ledger_meta WHERE key = 'sis_roster_loaded_at'"))
-        if not loaded:
+        if ledger.meta(db, ledger.ROSTER_LOADED_AT) is None:
             return None
         by_user: dict[str, list[dict[str, Any]]] = {}
-        for row in db.query("SELECT * FROM sis_roster WHERE user_id IS NOT NULL"):
+        for row in ledger.roster_entries(db):
             by_user.setdefault(row["user_id"], []).append(row)
         return cls(by_user)
 

@@ -34,6 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..core import ledger
+
 log = logging.getLogger(__name__)
 
 # No *_created series: Prometheus does not need them, and they double every counter's lines.
@@ -46,7 +48,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RATE_LIMIT_TEXT = b"rate limit exceeded"
 SNIFF_BYTES = 4096
-UNSETTLED = ("pending", "unknown")
+UNSETTLED = (ledger.PENDING, ledger.UNKNOWN)
 
 
 def multiprocess_dir() -> str | None:
@@ -89,23 +91,16 @@ class PendingIntents(Collector):
         families = self._families()
         count, oldest = families
         try:
-            connection = sqlite3.connect(self.database, timeout=2)
-            try:
-                rows = connection.execute(
-                    "SELECT status, count(*), min(received_at) FROM requests "
-                    "WHERE status IN ('pending', 'unknown') GROUP BY status"
-                ).fetchall()
-            finally:
-                connection.close()
+            found = ledger.unsettled_summary(self.database, timeout=2)
         except sqlite3.Error as exc:
             log.warning("metrics: the ledger could not be read: %s", exc)
             return []
-        found = {status: (number, first) for status, number, first in rows}
         now = datetime.now(UTC)
         for status in UNSETTLED:
             number, first = found.get(status, (0, None))
             count.add_metric([status], number)
-            age = (now - _parse(first)).total_seconds() if first else 0.0
+            since = ledger.parse_time(first)
+            age = (now - since).total_seconds() if since else 0.0
             oldest.add_metric([status], max(age, 0.0))
         return families
 
@@ -123,11 +118,6 @@ class PendingIntents(Collector):
                 labels=["status"],
             ),
         ]
-
-
-def _parse(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Metrics:

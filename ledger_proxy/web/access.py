@@ -7,9 +7,8 @@ from flask import current_app, request
 from ..core import ledger
 from . import session as web_session
 from ..upstream.canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
-from ..core.db import get_db
 from ..errors import forbidden, invalid_token, unauthenticated
-from ..runtime import runtime
+from ..runtime import get_db, runtime
 
 
 def caller_token() -> str:

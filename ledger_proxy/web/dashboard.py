@@ -36,9 +36,8 @@ from ..core import lookup
 from ..upstream import oauth
 from . import session as web_session
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
-from ..core.db import get_db
 from ..core.provenance import VERDICTS
-from ..runtime import runtime
+from ..runtime import get_db, runtime
 from .lookup import run
 
 log = logging.getLogger(__name__)

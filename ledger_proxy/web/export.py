@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from ..core import export, ledger
 from .access import require_admin
-from ..core.db import get_db
+from ..runtime import get_db
 from ..errors import ProxyError
 from .schemas import ExportArgs, load_args
 

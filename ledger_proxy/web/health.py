@@ -6,7 +6,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, cast
 
 import requests
@@ -14,6 +13,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response
 
+from ..core import ledger
 from ..ops import logs, metrics
 from ..upstream.canvas import USER_AGENT, describe
 from ..errors import error_response
@@ -66,18 +66,7 @@ def ledger_writable(database: str) -> dict[str, Any]:
     """A write transaction on the ledger, rolled back: the file, its lock and schema work."""
     started = time.perf_counter()
     try:
-        # mode=rw: a missing ledger is a failure, not a new empty file.
-        uri = Path(database).resolve().as_uri() + "?mode=rw"
-        connection = sqlite3.connect(uri, uri=True, timeout=READY_TIMEOUT, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(
-                "INSERT INTO ledger_meta (key, value) VALUES ('readyz', 'probe') "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-            )
-            connection.execute("ROLLBACK")
-        finally:
-            connection.close()
+        ledger.check_writable(database, timeout=READY_TIMEOUT)
     except sqlite3.Error as exc:
         return {"ok": False, "error": f"the ledger cannot be written ({exc})"}
     return {"ok": True, "duration_ms": _ms_since(started)}

@@ -13,9 +13,8 @@ from werkzeug.wrappers import Response
 from ..core import lookup, provenance
 from .access import caller_token
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
-from ..core.db import get_db
 from ..upstream.forwarding import end_to_end
-from ..runtime import runtime
+from ..runtime import get_db, runtime
 from .schemas import LookupArgs, load_args
 
 bp = Blueprint("lookup", __name__, url_prefix="/ledger/v1")

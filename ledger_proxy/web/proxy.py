@@ -27,7 +27,6 @@ from ..upstream.canvas import (
     token_hash,
 )
 from ..upstream.operations import MalformedBody, Operation, classify, may_be_overridden, parse_params, redact
-from ..core.db import get_db
 from ..errors import ProxyError, error_response
 from ..upstream.forwarding import (
     INTEGRATION_HEADER,
@@ -38,7 +37,7 @@ from ..upstream.forwarding import (
     request_headers,
     response_headers,
 )
-from ..runtime import runtime
+from ..runtime import get_db, runtime
 
 log = logging.getLogger(__name__)
 
