@@ -19,6 +19,7 @@ import sqlite_utils
 
 from .chain import GENESIS, event_hash
 from .migrations import migrations
+from .vocab import ADOPTED, COMPLETED, CREATED, PENDING, UNKNOWN
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 1000
@@ -79,25 +80,6 @@ def check_writable(path: str, timeout: float) -> None:
         connection.execute("ROLLBACK")
     finally:
         connection.close()
-
-
-# Request statuses. 'pending': forwarded, outcome not yet written (the proxy may have died);
-# 'unknown': Canvas's answer was lost or was a 5xx, so Canvas may have acted; both wait for
-# reconciliation. 'completed' and 'failed' are settled.
-PENDING, COMPLETED, FAILED, UNKNOWN = "pending", "completed", "failed", "unknown"
-
-# The action an enrollment-changing request's kind records (creates are decided apart).
-ACTION_BY_KIND = {
-    "enrollment_reactivate": "reactivated",
-    "enrollment_accept": "accepted",
-    "enrollment_reject": "rejected",
-}
-ACTION_BY_DELETED_STATE = {
-    "completed": "concluded",
-    "deleted": "deleted",
-    "inactive": "deactivated",
-}
-STATE_AFTER = {"enrollment_accept": "active", "enrollment_reject": "rejected"}
 
 
 def utcnow() -> datetime:
@@ -256,11 +238,11 @@ def create_action(
     is the request's start on Canvas's clock where known; timestamps have whole seconds.
     """
     if known_to_ledger:
-        return "adopted"
+        return ADOPTED
     created_at = parse_time(enrollment.get("created_at"))
     if created_at is not None and created_at < started_at - allowance:
-        return "adopted"
-    return "created"
+        return ADOPTED
+    return CREATED
 
 
 def is_known(db: sqlite_utils.Database, enrollment_id: int) -> bool:
@@ -400,7 +382,7 @@ def _update_view(
     # The origin columns are written by the first event the ledger sees, and replaced only by
     # a later-recorded `created`: reconciliation can find that an earlier request whose answer
     # was lost made the row that a retry then saw as existing (adopted).
-    upgrade = "excluded.origin_action = 'created' AND enrollments.origin_action <> 'created'"
+    upgrade = f"excluded.origin_action = '{CREATED}' AND enrollments.origin_action <> '{CREATED}'"
     origin = ", ".join(
         f"{column} = CASE WHEN {upgrade} THEN excluded.{column} ELSE enrollments.{column} END"
         for column in (

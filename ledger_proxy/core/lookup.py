@@ -12,18 +12,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import sqlite_utils
 
 from . import ledger, provenance
-from ..upstream.canvas import CanvasClient
+from ..upstream.canvas import CanvasClient, enrollments_target
 from .ledger import as_int, parse_time
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster
+from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
 
-# Every state, asked for explicitly: Canvas's default leaves out completed and rejected.
-STATES = ("active", "invited", "creation_pending", "inactive", "completed", "rejected")
 PAGE_SIZE = 100
 PENDING_MARGIN = timedelta(minutes=5)
 
@@ -54,12 +52,8 @@ class Query:
     provenance: str | None = None  # keep only this verdict
 
     def canvas_target(self) -> str:
-        states = STATES + (("deleted",) if self.include_deleted else ())
-        query = "&".join(f"state%5B%5D={state}" for state in states)
-        return (
-            f"/api/v1/{self.scope}/{quote(self.scope_id, safe=':')}/enrollments"
-            f"?{query}&per_page={PAGE_SIZE}"
-        )
+        states = ALL_STATES if self.include_deleted else LISTED_STATES
+        return enrollments_target(self.scope, self.scope_id, states, per_page=PAGE_SIZE)
 
 
 def fetch(
@@ -330,7 +324,7 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "actor_user_id": record["origin_actor_user_id"],
         # created, or adopted: the row existed before the proxy first touched it (whether by a
         # re-enrollment or by a change, which `first_action` names).
-        "action": first if first in ("created", "adopted") else "adopted",
+        "action": first if first in (CREATED, ADOPTED) else ADOPTED,
         "first_action": first,
         "recorded_at": record["first_recorded_at"],
         "canvas_request_id": record["origin_canvas_request_id"],

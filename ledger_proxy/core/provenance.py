@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-INTEGRATION, SIS, MANUAL, PENDING, UNKNOWN = "integration", "sis", "manual", "pending", "unknown"
-VERDICTS = (INTEGRATION, SIS, MANUAL, PENDING, UNKNOWN)
+from .vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -21,31 +21,19 @@ from urllib.parse import quote
 import sqlite_utils
 
 from . import ledger
-from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
+from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused, enrollments_target
 from .ledger import as_int, iso, parse_time, utcnow
+from .vocab import (
+    ACTION_BY_DELETED_STATE,
+    ACTION_BY_KIND,
+    ALL_STATES,
+    FAILED,
+    STATE_AFTER,
+    STATE_AFTER_TASK,
+)
 
 log = logging.getLogger(__name__)
 
-ALL_STATES = (
-    "active",
-    "invited",
-    "creation_pending",
-    "inactive",
-    "completed",
-    "rejected",
-    "deleted",
-)
-STATE_AFTER_TASK = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
-EXPECTED_STATE = {
-    "enrollment_reactivate": "active",
-    "enrollment_accept": "active",
-    "enrollment_reject": "rejected",
-}
-ACTION_BY_KIND = {
-    "enrollment_reactivate": "reactivated",
-    "enrollment_accept": "accepted",
-    "enrollment_reject": "rejected",
-}
 # How long after its start Canvas may still have been working on a timed-out request.
 PROCESSING_WINDOW = timedelta(seconds=120)
 LOCK = "reconcile_lock"
@@ -118,9 +106,7 @@ def _canvas_clock_offset(canvas: CanvasClient, token: str, now: datetime) -> tim
 def _listing(
     canvas: CanvasClient, token: str, scope: str, ref: str, user_ref: str | None
 ) -> list[Any]:
-    states = "&".join(f"state%5B%5D={state}" for state in ALL_STATES)
-    user = f"&user_id={quote(user_ref, safe=':')}" if user_ref else ""
-    target = f"/api/v1/{scope}/{quote(ref, safe=':')}/enrollments?{states}{user}&per_page=100"
+    target = enrollments_target(scope, ref, ALL_STATES, user_ref=user_ref)
     return [row for page in canvas.pages(target, token) for row in page if isinstance(row, dict)]
 
 
@@ -219,9 +205,9 @@ def _settle_change(
     if kind == "enrollment_delete":
         task = json.loads(request["params"] or "{}").get("task") or "conclude"
         expected = STATE_AFTER_TASK.get(task, "completed")
-        action = ledger.ACTION_BY_DELETED_STATE[expected]
+        action = ACTION_BY_DELETED_STATE[expected]
     else:
-        expected, action = EXPECTED_STATE[kind], ACTION_BY_KIND[kind]
+        expected, action = STATE_AFTER[kind], ACTION_BY_KIND[kind]
     if row is None:
         return _fail(db, request, f"Canvas shows no enrollment {request['enrollment_ref']} there")
     if row.get("enrollment_state") != expected:
@@ -320,7 +306,7 @@ def _fail(db: sqlite_utils.Database, request: Mapping[str, Any], evidence: str) 
     ledger.record_outcome(
         db,
         request["id"],
-        ledger.FAILED,
+        FAILED,
         http_status=request["http_status"],
         canvas_request_id=request["canvas_request_id"],
         error=request["error"],

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlite_utils
 
-from . import ledger
+from . import ledger, vocab
 from ..upstream.canvas import http_date
 from ..upstream.operations import Operation
 
@@ -73,7 +73,7 @@ def settle(
     canvas_request_id = answer.header("X-Request-Context-Id")
     if not 200 <= answer.status < 300:
         # A 5xx may come after Canvas acted: unknown until reconciled. Other refusals failed.
-        status = ledger.UNKNOWN if answer.status >= 500 else ledger.FAILED
+        status = vocab.UNKNOWN if answer.status >= 500 else vocab.FAILED
         ledger.record_outcome(
             db,
             intent.request_id,
@@ -106,7 +106,7 @@ def settle(
         ledger.record_outcome(
             db,
             intent.request_id,
-            ledger.UNKNOWN,
+            vocab.UNKNOWN,
             error=f"unreadable answer: {type(exc).__name__}",
             http_status=answer.status,
             canvas_request_id=canvas_request_id,
@@ -143,9 +143,9 @@ def _events(
         return [
             ledger.Event(
                 enrollment_id=enrollment_id,
-                action=ledger.ACTION_BY_KIND[kind],
+                action=vocab.ACTION_BY_KIND[kind],
                 course_id=ledger.as_int(operation.course_ref),
-                enrollment_state=ledger.STATE_AFTER[kind],
+                enrollment_state=vocab.STATE_AFTER[kind],
             )
         ]
     if not isinstance(document, dict):
@@ -161,7 +161,7 @@ def _events(
             known_to_ledger=ledger.is_known(db, enrollment_id),
         )
     elif kind == "enrollment_delete":
-        action = ledger.ACTION_BY_DELETED_STATE.get(document.get("enrollment_state", ""), "updated")
+        action = vocab.ACTION_BY_DELETED_STATE.get(document.get("enrollment_state", ""), "updated")
     else:
-        action = ledger.ACTION_BY_KIND[kind]
+        action = vocab.ACTION_BY_KIND[kind]
     return [ledger.Event.from_canvas(document, action)]

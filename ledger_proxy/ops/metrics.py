@@ -35,6 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..core import ledger
+from ..core.vocab import UNSETTLED
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RATE_LIMIT_TEXT = b"rate limit exceeded"
 SNIFF_BYTES = 4096
-UNSETTLED = (ledger.PENDING, ledger.UNKNOWN)
 
 
 def multiprocess_dir() -> str | None:

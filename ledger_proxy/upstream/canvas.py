@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -217,6 +218,16 @@ class CanvasClient:
             return Actor(int(user["id"]), user.get("name"))
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def enrollments_target(
+    scope: str, ref: str, states: Iterable[str], *, user_ref: str | None = None, per_page: int = 100
+) -> str:
+    """The listing of a course's or section's enrollments in these states (each asked for:
+    Canvas's default leaves some out), of one user when `user_ref` is given."""
+    query = "&".join(f"state%5B%5D={state}" for state in states)
+    user = f"&user_id={quote(user_ref, safe=':')}" if user_ref else ""
+    return f"/api/v1/{scope}/{quote(ref, safe=':')}/enrollments?{query}{user}&per_page={per_page}"
 
 
 def _merge(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from ..core import lookup
 from ..upstream import oauth
 from . import session as web_session
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
-from ..core.provenance import VERDICTS
+from ..core.vocab import VERDICTS
 from ..runtime import get_db, runtime
 from .lookup import run
 

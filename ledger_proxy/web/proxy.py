@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, request
 from urllib3.exceptions import ReadTimeoutError
 from werkzeug.wrappers import Response
 
-from ..core import ledger, recording
+from ..core import ledger, recording, vocab
 from ..ops import metrics
 from ..upstream.canvas import (
     CANVAS_FAILURES,
@@ -295,11 +295,11 @@ def _forward_recorded(
     try:
         upstream = _send(call, body)
     except UpstreamFailure as exc:
-        status = ledger.UNKNOWN if exc.may_have_acted else ledger.FAILED
+        status = vocab.UNKNOWN if exc.may_have_acted else vocab.FAILED
         ledger.record_outcome(db, call.request_id, status, error=exc.message)
         raise
     except ProxyError as exc:  # the streamed body broke off: Canvas got a truncated request
-        ledger.record_outcome(db, call.request_id, ledger.FAILED, error=exc.message)
+        ledger.record_outcome(db, call.request_id, vocab.FAILED, error=exc.message)
         raise
     try:
         content = upstream.raw.read(decode_content=False)
@@ -307,7 +307,7 @@ def _forward_recorded(
         ledger.record_outcome(
             db,
             call.request_id,
-            ledger.UNKNOWN,
+            vocab.UNKNOWN,
             http_status=upstream.status_code,
             error=type(exc).__name__,
         )

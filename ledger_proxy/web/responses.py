@@ -11,7 +11,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-VERDICTS = ("integration", "sis", "manual", "pending", "unknown")
+from ..core.vocab import VERDICTS
+
 ACTIONS = (
     "created",
     "adopted",

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
+from ..core.vocab import VERDICTS
 from ..errors import ProxyError
 
 
@@ -52,7 +53,7 @@ class LookupArgs(Schema):
 
     provenance = fields.String(
         load_default=None,
-        validate=validate.OneOf(("integration", "sis", "manual", "pending", "unknown")),
+        validate=validate.OneOf(VERDICTS),
     )
     include_deleted = fields.Boolean(load_default=False)
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
