@@ -243,14 +243,6 @@ SETTINGS: tuple[Setting, ...] = (
         "working on them.",
     ),
     Setting(
-        "TEST_CRASH_AFTER_CANVAS",
-        False,
-        _flag,
-        "Test only, never in production: the worker kills itself (SIGKILL) after Canvas "
-        "answered an enrollment-changing request and before the outcome is written, to "
-        "test that such requests are reconciled.",
-    ),
-    Setting(
         "TRUSTED_PROXIES",
         0,
         _non_negative_int,

@@ -188,10 +188,10 @@ def simulator_process() -> contextlib.AbstractContextManager[Service]:
 
 
 def gunicorn_process(
-    settings: Mapping[str, str], *, workers: int = 2, threads: int = 4
+    settings: Mapping[str, str], *, workers: int = 2, threads: int = 4, app: str = "wsgi:app"
 ) -> contextlib.AbstractContextManager[Service]:
-    """`gunicorn wsgi:app` on a free loopback port with LEDGER_PROXY_* `settings`, answering
-    (its workers have booted) by the time it is yielded."""
+    """`gunicorn wsgi:app` (or another `app`) on a free loopback port with LEDGER_PROXY_*
+    `settings`, answering (its workers have booted) by the time it is yielded."""
     argv = [
         str(BIN / "gunicorn"),
         "--bind", "127.0.0.1:0",
@@ -200,7 +200,7 @@ def gunicorn_process(
         "--worker-class", "gthread",
         "--timeout", "120",
         "--graceful-timeout", "5",
-        "wsgi:app",
+        app,
     ]  # fmt: skip
     env = clean_environment(settings)
     return running_process(argv, env, GUNICORN_LISTENING, "stderr", "/healthz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,9 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Background work of this process (the reconciler), stopped by stop_background().
     background: list[Any] = field(default_factory=list)
+    # Called between Canvas's answer to an enrollment-changing request and the outcome's write:
+    # None in production; the fault tests set it (tests/crash_wsgi.py kills the worker there).
+    after_canvas: Callable[[], None] | None = None
 
     def stop_background(self) -> None:
         for worker in self.background:

@@ -164,10 +164,9 @@ def test_a_worker_killed_between_canvas_and_the_ledger(world, sim, tmp_path, mon
         "LEDGER_PROXY_CANVAS_URL": sim.url,
         "LEDGER_PROXY_DATABASE": str(database),
         "LEDGER_PROXY_TOKEN_HASH_KEY": "test-token-hash-key",
-        "LEDGER_PROXY_TEST_CRASH_AFTER_CANVAS": "true",
     }
     student = world.students[4]
-    with gunicorn(settings, workers=1, threads=2) as base:
+    with gunicorn(settings, workers=1, threads=2, app="tests.crash_wsgi:app") as base:
         with pytest.raises(requests.ConnectionError):
             enroll(base, world, student)  # no answer at all: never a false success
     [made] = [t for t in sim.enrollments(course_id=world.course["id"]) if t["user_id"] == student["id"]]

@@ -19,7 +19,7 @@ import sqlite_utils
 
 from .chain import GENESIS, event_hash
 from .migrations import migrations
-from .vocab import ADOPTED, COMPLETED, CREATED, PENDING, UNKNOWN
+from .vocab import COMPLETED, CREATED, PENDING, UNKNOWN
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 1000
@@ -223,26 +223,6 @@ def record_outcome(
     """The outcome of a request that changed no enrollment the proxy can name."""
     with write_transaction(db):
         _settle(db, request_id, status, http_status, canvas_request_id, error, settlement)
-
-
-def create_action(
-    enrollment: Mapping[str, Any],
-    *,
-    started_at: datetime,
-    allowance: timedelta,
-    known_to_ledger: bool,
-) -> str:
-    """'created' when Canvas made the row for this request, 'adopted' when it already existed.
-
-    Canvas reuses an existing row on re-enrollment (same id, old created_at). `started_at`
-    is the request's start on Canvas's clock where known; timestamps have whole seconds.
-    """
-    if known_to_ledger:
-        return ADOPTED
-    created_at = parse_time(enrollment.get("created_at"))
-    if created_at is not None and created_at < started_at - allowance:
-        return ADOPTED
-    return CREATED
 
 
 def is_known(db: sqlite_utils.Database, enrollment_id: int) -> bool:

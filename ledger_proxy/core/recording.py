@@ -1,20 +1,29 @@
-"""Turn Canvas's answer to an enrollment-changing request into ledger events (no Flask)."""
+"""The recording transaction: intent -> send to Canvas -> outcome, every ledger status decided here.
+
+`record` writes the intent before anything is sent (if the process dies, it stays `pending`
+for reconciliation), sends through the caller's `send`, reads Canvas's answer and settles the
+request from it. No Flask: the proxy view parses the request and answers the client.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import requests
 import sqlite_utils
 
-from . import ledger, vocab
-from ..upstream.canvas import http_date
+from ..errors import ProxyError
+from ..upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasUnreachable, http_date, proxy_error, read_answer
 from ..upstream.operations import Operation
+from . import ledger, vocab
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,79 @@ class Answer:
         if canvas_now is None:
             return fallback
         return canvas_now - timedelta(seconds=self.elapsed)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `record` hands back: Canvas's answer, and the events written (None when the
+    outcome could not be written: the intent then stays pending for reconciliation)."""
+
+    answer: Answer
+    events: list[ledger.Event] | None = field(default=None)
+
+
+def record(
+    db: sqlite_utils.Database,
+    intent: ledger.Intent,
+    operation: Operation,
+    send: Callable[[], requests.Response],
+    *,
+    allowance: timedelta,
+    after_canvas: Callable[[], None] | None = None,
+) -> Recorded:
+    """Write `intent`, send the request with `send()`, and settle the request's outcome.
+
+    No answer from Canvas: `failed` when the request was never sent, `unknown` when it may
+    have reached Canvas; the Canvas failure (CANVAS_FAILURES, CanvasAnswerCut) is raised on
+    for the caller to answer with `proxy_error`. A ProxyError raised by `send` (the client's
+    own body broke off, so Canvas got a truncated request) is `failed` and raised on. With an
+    answer: `settle` decides. `after_canvas` runs between Canvas's answer and the outcome's
+    write (the fault tests kill the process there).
+    """
+    ledger.record_intent(db, intent)
+    started = time.monotonic()
+    try:
+        upstream = send()
+    except CANVAS_FAILURES as exc:
+        status = vocab.FAILED if isinstance(exc, CanvasUnreachable) else vocab.UNKNOWN
+        ledger.record_outcome(db, intent.request_id, status, error=proxy_error(exc).message)
+        raise
+    except ProxyError as exc:
+        ledger.record_outcome(db, intent.request_id, vocab.FAILED, error=exc.message)
+        raise
+    try:
+        content = read_answer(upstream)
+    except CanvasAnswerCut as exc:
+        ledger.record_outcome(
+            db, intent.request_id, vocab.UNKNOWN, http_status=upstream.status_code, error=str(exc)
+        )
+        raise
+    finally:
+        upstream.close()
+    if after_canvas is not None:
+        after_canvas()
+    answer = Answer(
+        upstream.status_code,
+        list(upstream.raw.headers.items()),
+        content,
+        time.monotonic() - started,
+    )
+    try:
+        events = settle(db, intent, operation, answer, allowance=allowance)
+    except Exception:
+        # Canvas acted and the client must hear so; the intent stays pending for reconciliation.
+        log.exception("request %s: the outcome could not be written to the ledger", intent.request_id)
+        return Recorded(answer)
+    if events:
+        log.info(
+            "request %s recorded %s (integration=%s actor=%s canvas_request=%s)",
+            intent.request_id,
+            ", ".join(f"{event.action} {event.enrollment_id}" for event in events),
+            intent.integration,
+            intent.actor.user_id if intent.actor else None,
+            answer.header("X-Request-Context-Id"),
+        )
+    return Recorded(answer, events)
 
 
 def settle(
@@ -154,7 +236,7 @@ def _events(
         enrollment_id = ledger.as_int(document.get("id"))
         if enrollment_id is None:
             raise ValueError("the Enrollment has no id")
-        action = ledger.create_action(
+        action = create_action(
             document,
             started_at=answer.canvas_started_at(fallback=intent.received_at),
             allowance=allowance,
@@ -165,3 +247,23 @@ def _events(
     else:
         action = vocab.ACTION_BY_KIND[kind]
     return [ledger.Event.from_canvas(document, action)]
+
+
+def create_action(
+    enrollment: Mapping[str, Any],
+    *,
+    started_at: datetime,
+    allowance: timedelta,
+    known_to_ledger: bool,
+) -> str:
+    """'created' when Canvas made the row for this request, 'adopted' when it already existed.
+
+    Canvas reuses an existing row on re-enrollment (same id, old created_at). `started_at`
+    is the request's start on Canvas's clock where known; timestamps have whole seconds.
+    """
+    if known_to_ledger:
+        return vocab.ADOPTED
+    created_at = ledger.parse_time(enrollment.get("created_at"))
+    if created_at is not None and created_at < started_at - allowance:
+        return vocab.ADOPTED
+    return vocab.CREATED

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
 
@@ -41,6 +41,15 @@ class CanvasConnectionLost(Exception):
     """The connection broke after the request was sent: Canvas may have acted (502)."""
 
 
+class CanvasAnswerCut(Exception):
+    """Canvas's answer stopped before its end, after it began to answer: it may have acted
+    (504 when it stalled past the read timeout, 502 when the connection broke)."""
+
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+
+
 class CanvasRefused(Exception):
     """Canvas answered, but not with success: its answer is passed on to the caller as is."""
 
@@ -57,10 +66,26 @@ def proxy_error(exc: Exception) -> ProxyError:
         return ProxyError(504, "Canvas did not answer in time; it may still have acted")
     if isinstance(exc, CanvasUnreachable):
         return ProxyError(502, "Canvas could not be reached; the request was not sent")
+    if isinstance(exc, CanvasAnswerCut) and exc.timed_out:
+        return ProxyError(504, "Canvas did not finish answering in time; it may have acted")
+    if isinstance(exc, CanvasAnswerCut):
+        return ProxyError(
+            502, "the connection to Canvas broke while it answered; it may have acted"
+        )
     return ProxyError(502, "the connection to Canvas broke before it answered; it may have acted")
 
 
 CANVAS_FAILURES = (CanvasUnreachable, CanvasTimeout, CanvasConnectionLost)
+
+
+def read_answer(response: requests.Response) -> bytes:
+    """The whole body of a streamed answer, undecoded, as Canvas sent it; CanvasAnswerCut
+    when Canvas stalls or the connection breaks while it answers."""
+    try:
+        return response.raw.read(decode_content=False)  # type: ignore[no-any-return]
+    except Exception as exc:  # urllib3's ReadTimeoutError, ProtocolError, OSError, ...
+        timed_out = isinstance(exc, (ReadTimeoutError, TimeoutError))
+        raise CanvasAnswerCut(type(exc).__name__, timed_out=timed_out) from None
 
 
 def _never_sent(exc: requests.ConnectionError) -> bool:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
 import requests
 from flask import Blueprint, current_app, request
-from urllib3.exceptions import ReadTimeoutError
 from werkzeug.wrappers import Response
 
-from ..core import ledger, recording, vocab
+from ..core import ledger, recording
+from ..core.ledger import utcnow
 from ..ops import metrics
 from ..upstream.canvas import (
     CANVAS_FAILURES,
-    CanvasUnreachable,
+    CanvasAnswerCut,
     proxy_error,
     request_token,
     token_hash,
@@ -215,39 +212,26 @@ def _streamed_body(limit: int) -> _LimitedBody | Iterator[bytes] | None:
 # Upstream
 
 
-class UpstreamFailure(ProxyError):
-    """Canvas gave no answer; `may_have_acted` tells whether the request reached it."""
-
-    def __init__(self, status: int, message: str, *, may_have_acted: bool) -> None:
-        super().__init__(status, message)
-        self.may_have_acted = may_have_acted
-
-
 def _send(call: Call, body: Any) -> requests.Response:
     headers = request_headers(request.headers.items())
-    try:
-        with metrics.canvas_timer(call.method):
-            return runtime().canvas.send(call.method, call.target, headers, body)
-    except CANVAS_FAILURES as exc:
-        error = proxy_error(exc)
-        raise UpstreamFailure(
-            error.http_status, error.message, may_have_acted=not isinstance(exc, CanvasUnreachable)
-        ) from None
+    with metrics.canvas_timer(call.method):
+        return runtime().canvas.send(call.method, call.target, headers, body)
 
 
-def _client_headers(call: Call, upstream: requests.Response) -> list[tuple[str, str]]:
-    return response_headers(
-        upstream.raw.headers.items(), runtime().canvas.base_url, call.client_base
-    )
+def _client_headers(call: Call, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return response_headers(headers, runtime().canvas.base_url, call.client_base)
 
 
 def _forward_plain(call: Call, body: Any) -> Response:
     """Forward a request the ledger does not record; stream Canvas's answer back as is."""
-    upstream = _send(call, body)
+    try:
+        upstream = _send(call, body)
+    except CANVAS_FAILURES as exc:
+        raise proxy_error(exc) from None
     response = Response(
         upstream.raw.stream(CHUNK, decode_content=False),
         status=upstream.status_code,
-        headers=_client_headers(call, upstream),
+        headers=_client_headers(call, upstream.raw.headers.items()),
     )
     # Called when the server is done with the response, even one whose body it never reads
     # (HEAD, 204, 304): the pooled connection to Canvas is always given back.
@@ -266,17 +250,13 @@ def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | Non
         return None
 
 
-def _forward_recorded(
-    call: Call, operation: Operation, body: Any, params: dict[str, Any]
-) -> Response:
-    """Write the intent, forward, then record the outcome from Canvas's answer."""
-    rt = runtime()
-    db = get_db()
+def _intent(db: Any, call: Call, operation: Operation, params: dict[str, Any]) -> ledger.Intent:
+    """The request as the ledger records it, before it is sent."""
     token = request_token(request.headers.get("Authorization"), params)
-    hashed = token_hash(rt.token_key, token) if token else None
-    intent = ledger.Intent(
+    hashed = token_hash(runtime().token_key, token) if token else None
+    return ledger.Intent(
         request_id=call.request_id,
-        received_at=ledger.utcnow(),
+        received_at=utcnow(),
         method=call.method,
         path=call.path,
         kind=operation.kind,
@@ -290,71 +270,30 @@ def _forward_recorded(
         account_ref=operation.account_ref,
         params=redact(params),
     )
-    ledger.record_intent(db, intent)
-    started = time.monotonic()
+
+
+def _forward_recorded(
+    call: Call, operation: Operation, body: Any, params: dict[str, Any]
+) -> Response:
+    """Parse the request into an intent, let recording.record run the transaction, answer."""
+    db = get_db()
     try:
-        upstream = _send(call, body)
-    except UpstreamFailure as exc:
-        status = vocab.UNKNOWN if exc.may_have_acted else vocab.FAILED
-        ledger.record_outcome(db, call.request_id, status, error=exc.message)
-        raise
-    except ProxyError as exc:  # the streamed body broke off: Canvas got a truncated request
-        ledger.record_outcome(db, call.request_id, vocab.FAILED, error=exc.message)
-        raise
-    try:
-        content = upstream.raw.read(decode_content=False)
-    except Exception as exc:  # Canvas stalled or the connection broke while it answered
-        ledger.record_outcome(
+        recorded = recording.record(
             db,
-            call.request_id,
-            vocab.UNKNOWN,
-            http_status=upstream.status_code,
-            error=type(exc).__name__,
-        )
-        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
-            raise UpstreamFailure(
-                504,
-                "Canvas did not finish answering in time; it may have acted",
-                may_have_acted=True,
-            ) from None
-        raise UpstreamFailure(
-            502,
-            "the connection to Canvas broke while it answered; it may have acted",
-            may_have_acted=True,
-        ) from None
-    finally:
-        upstream.close()
-    if current_app.config["TEST_CRASH_AFTER_CANVAS"]:
-        os.kill(os.getpid(), signal.SIGKILL)  # test only: die between Canvas and the ledger
-    answer = recording.Answer(
-        upstream.status_code,
-        list(upstream.raw.headers.items()),
-        content,
-        time.monotonic() - started,
-    )
-    try:
-        events = recording.settle(
-            db,
-            intent,
+            _intent(db, call, operation, params),
             operation,
-            answer,
+            lambda: _send(call, body),
             allowance=timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"]),
+            after_canvas=runtime().after_canvas,
         )
-    except Exception:
-        # Canvas acted and the client must hear so; the intent stays pending for reconciliation.
-        log.exception("request %s: the outcome could not be written to the ledger", call.request_id)
-    else:
-        metrics.count_recorded(events)
-        if events:
-            log.info(
-                "request %s recorded %s (integration=%s actor=%s canvas_request=%s)",
-                call.request_id,
-                ", ".join(f"{event.action} {event.enrollment_id}" for event in events),
-                intent.integration,
-                intent.actor.user_id if intent.actor else None,
-                answer.header("X-Request-Context-Id"),
-            )
-    return Response(content, status=upstream.status_code, headers=_client_headers(call, upstream))
+    except (*CANVAS_FAILURES, CanvasAnswerCut) as exc:
+        raise proxy_error(exc) from None
+    if recorded.events is not None:
+        metrics.count_recorded(recorded.events)
+    answer = recorded.answer
+    return Response(
+        answer.content, status=answer.status, headers=_client_headers(call, answer.headers)
+    )
 
 
 def not_found() -> Response:
