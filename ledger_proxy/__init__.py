@@ -29,44 +29,18 @@ def create_app(
     this process: a serving process starts its own on its first request.
     """
     from . import config
-    from .core import ledger
     from .upstream.canvas import CanvasClient
     from .errors import ProxyError, error_response
     from .runtime import Runtime, close_db
 
-    instance_path = instance_path or os.environ.get(f"{config.ENV_PREFIX}_INSTANCE_PATH") or None
-    if instance_path:
-        instance_path = os.path.abspath(instance_path)
+    settings, instance_path = config.load(test_config, instance_path, require_canvas=require_canvas)
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
-    app.config.from_mapping(config.defaults())
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env(config.ENV_PREFIX)
-    if test_config:
-        app.config.from_mapping(test_config)
-    config.validate(app.config)
-    if not app.config["CANVAS_URL"] and not require_canvas:
-        app.config["CANVAS_URL"] = "http://canvas.invalid"  # never reached: no Canvas calls
-    if not app.config["CANVAS_URL"]:
-        raise config.ConfigError(
-            "LEDGER_PROXY_CANVAS_URL is not set: give the Canvas base URL, e.g. "
-            "https://school.instructure.com (or run `ledger-proxy serve`, which starts the "
-            "bundled simulator when it is unset)"
-        )
-    if not app.config["DATABASE"]:
-        app.config["DATABASE"] = os.path.join(app.instance_path, "ledger.sqlite3")
+    app.config.from_mapping(settings)
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_BODY_BYTES"]
     logging.getLogger("ledger_proxy").setLevel(app.config["LOG_LEVEL"])
-
-    try:
-        ledger.initialise(app.config["DATABASE"])
-    except Exception as exc:  # sqlite3 errors name the file problem; say which file
-        raise config.ConfigError(
-            f"LEDGER_PROXY_DATABASE={app.config['DATABASE']}: cannot open the ledger ({exc})"
-        ) from None
+    config.open_ledger(app.config)
     app.extensions["ledger_proxy"] = Runtime(
-        canvas=CanvasClient(
-            app.config["CANVAS_URL"], app.config["CONNECT_TIMEOUT"], app.config["READ_TIMEOUT"]
-        ),
+        canvas=CanvasClient.configured(app.config),
         token_key=config.token_hash_key(app.config, app.instance_path),
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import logging
 import os
 import sqlite3
 import sys
@@ -220,14 +221,18 @@ def demo(ctx: click.Context, host: str, port: int, simulator_port: int, no_wait:
         raise click.ClickException(str(exc)) from None
 
 
-def _app(require_canvas: bool = True) -> Any:
-    """The configured app (settings, ledger), or a clear `Error: ...` for bad settings."""
-    from . import create_app
+def _settings(require_canvas: bool = True) -> dict[str, Any]:
+    """The settings (config.load) with the ledger created or migrated, or a clear
+    `Error: ...` for bad settings. No app is built: these commands serve nothing."""
+    from . import config
 
     try:
-        return create_app(require_canvas=require_canvas, background=False)
+        settings, _ = config.load(require_canvas=require_canvas)
+        config.open_ledger(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    logging.getLogger("ledger_proxy").setLevel(settings["LOG_LEVEL"])
+    return settings
 
 
 @main.command()
@@ -264,28 +269,38 @@ def audit(
 
         CANVAS_TOKEN=... ledger-proxy audit 517 --manual-only --format csv > manual.csv
     """
-    from . import audit_output
-    from .web.lookup import run
-    from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
-    from .core.lookup import Query
+    from datetime import timedelta
 
-    app = _app()
-    query = Query(
+    from . import audit_output
+    from .core import ledger, lookup
+    from .upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
+
+    settings = _settings()
+    query = lookup.Query(
         "sections" if section else "courses",
         course_id,
         include_deleted,
         "manual" if manual_only else None,
     )
     progress = audit_output.Progress(sys.stderr)
-    with app.app_context():
-        try:
-            result = run(token, query, on_page=progress.update)
-        except CanvasRefused as refusal:
-            raise click.ClickException(audit_output.refusal_message(refusal)) from None
-        except CANVAS_FAILURES as exc:
-            raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
-        finally:
-            progress.done()
+    db = ledger.connect(settings["DATABASE"])
+    try:
+        result = lookup.run(
+            db,
+            CanvasClient.configured(settings),
+            token,
+            query,
+            sis_reader=settings["SIS_READER_TOKEN"],
+            allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
+            on_page=progress.update,
+        )
+    except CanvasRefused as refusal:
+        raise click.ClickException(audit_output.refusal_message(refusal)) from None
+    except CANVAS_FAILURES as exc:
+        raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
+    finally:
+        progress.done()
+        db.close()
     audit_output.write(result, output_format, sys.stdout, colour=sys.stdout.isatty())
 
 
@@ -308,8 +323,8 @@ def sis_roster_load(file: Any) -> None:
 
         ledger-proxy sis-roster load exports/enrollments.csv
     """
+    from .core import ledger
     from .core import sis_roster as roster
-    from .core.ledger import connect
 
     try:
         rows = roster.parse(file.read())
@@ -319,7 +334,7 @@ def sis_roster_load(file: Any) -> None:
         raise click.ClickException(
             f"{len(exc.problems)} bad line(s) in {file.name}; nothing was loaded"
         ) from None
-    db = connect(_app(require_canvas=False).config["DATABASE"])
+    db = ledger.connect(_settings(require_canvas=False)["DATABASE"])
     try:
         count = roster.load(db, rows, source=str(file.name))
     finally:
@@ -357,8 +372,7 @@ def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
     """
     from marshmallow import ValidationError
 
-    from .core import export
-    from .core.ledger import connect
+    from .core import export, ledger
     from .web.schemas import ExportArgs
 
     given = {name: value for name, value in filters.items() if value is not None}
@@ -367,7 +381,7 @@ def export_command(fmt: str, output: str | None, **filters: str | None) -> None:
     except ValidationError as exc:
         name, problems = sorted(exc.normalized_messages().items())[0]
         raise click.ClickException(f"--{name.replace('_', '-')}: {problems[0]}") from None
-    db = connect(_app(require_canvas=False).config["DATABASE"])
+    db = ledger.connect(_settings(require_canvas=False)["DATABASE"])
     selection = export.Filters(**args)
     try:
         with click.open_file(output or "-", "wb") as sink:
@@ -411,7 +425,7 @@ def verify_command(path: str | None) -> None:
             except (ValueError, KeyError) as exc:
                 raise click.ClickException(f"{path} is not a ledger export ({exc})") from None
         else:
-            path = _app(require_canvas=False).config["DATABASE"]
+            path = _settings(require_canvas=False)["DATABASE"]
             db = ledger.connect(path)
             try:
                 if sys.stderr.isatty():  # a progress bar on a terminal, quiet when piped
@@ -453,26 +467,26 @@ def reconcile(token: str | None, grace: int | None) -> None:
     """
     from datetime import timedelta
 
+    from .core import ledger
     from .core import reconcile as reconciliation
-    from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
-    from .core.ledger import connect
+    from .upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
 
-    app = _app()
-    token = token or app.config["RECONCILE_TOKEN"]
+    settings = _settings()
+    token = token or settings["RECONCILE_TOKEN"]
     if not token:
         raise click.ClickException(
             "a Canvas token is needed: --token, CANVAS_TOKEN or LEDGER_PROXY_RECONCILE_TOKEN"
         )
     options = reconciliation.Options(
-        grace=timedelta(seconds=app.config["RECONCILE_GRACE_SECONDS"] if grace is None else grace),
-        allowance=timedelta(seconds=app.config["CLOCK_SKEW_SECONDS"]),
+        grace=timedelta(seconds=settings["RECONCILE_GRACE_SECONDS"] if grace is None else grace),
+        allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
     )
-    db = connect(app.config["DATABASE"])
+    db = ledger.connect(settings["DATABASE"])
     try:
         with reconciliation.exclusive(db, reconciliation.LEASE) as mine:
             if not mine:
                 raise click.ClickException("another reconciliation is running; try again later")
-            canvas = app.extensions["ledger_proxy"].canvas
+            canvas = CanvasClient.configured(settings)
             results = reconciliation.reconcile(db, canvas, token, options)
     except CanvasRefused as refusal:
         from .audit_output import refusal_message

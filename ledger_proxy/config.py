@@ -1,7 +1,9 @@
-"""The settings registry: every setting's name, default, parser and help text, in one place."""
+"""The settings registry: every setting's name, default, parser and help text, in one place;
+and `load()`, the one way settings are read (by create_app and by the ledger-only commands)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -319,6 +321,82 @@ def validate(config: dict[str, Any], environ: Mapping[str, str] = os.environ) ->
         except ValueError as exc:
             shown = raw if not isinstance(raw, str) else json.dumps(raw)
             raise ConfigError(f"{setting.env_name}={shown} {exc}") from None
+
+
+def load(
+    test_config: Mapping[str, Any] | None = None,
+    instance_path: str | None = None,
+    *,
+    require_canvas: bool = True,
+) -> tuple[dict[str, Any], str]:
+    """(settings, instance folder): the registry's defaults, then `instance/config.py`, then
+    LEDGER_PROXY_* environment variables (values parsed as JSON where they are JSON, as
+    Flask's from_prefixed_env does), then `test_config`; parsed and checked. Commands that
+    only read the ledger (export, verify, sis-roster) pass `require_canvas=False`."""
+    instance_path = instance_path or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH") or None
+    instance_path = os.path.abspath(instance_path) if instance_path else default_instance_path()
+    settings = defaults()
+    settings.update(_instance_settings(os.path.join(instance_path, "config.py")))
+    prefix = f"{ENV_PREFIX}_"
+    for name in sorted(os.environ):
+        if name.startswith(prefix):
+            value: Any = os.environ[name]
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+            settings[name[len(prefix) :]] = value
+    settings.update(test_config or {})
+    validate(settings)
+    if not settings["CANVAS_URL"] and not require_canvas:
+        settings["CANVAS_URL"] = "http://canvas.invalid"  # never reached: no Canvas calls
+    if not settings["CANVAS_URL"]:
+        raise ConfigError(
+            "LEDGER_PROXY_CANVAS_URL is not set: give the Canvas base URL, e.g. "
+            "https://school.instructure.com (or run `ledger-proxy serve`, which starts the "
+            "bundled simulator when it is unset)"
+        )
+    if not settings["DATABASE"]:
+        settings["DATABASE"] = os.path.join(instance_path, "ledger.sqlite3")
+    return settings, instance_path
+
+
+def default_instance_path() -> str:
+    """Flask's default instance folder for this package: `instance/` beside it in a
+    checkout, `<prefix>/var/ledger_proxy-instance` when installed."""
+    from flask.sansio.scaffold import find_package
+
+    prefix, package_path = find_package(__name__.partition(".")[0])
+    if prefix is None:
+        return os.path.join(package_path, "instance")
+    return os.path.join(prefix, "var", "ledger_proxy-instance")
+
+
+def _instance_settings(path: str) -> dict[str, Any]:
+    """The upper-case names of `instance/config.py`, if there is one (as Flask's from_pyfile)."""
+    try:
+        with open(path, "rb") as handle:
+            code = compile(handle.read(), path, "exec")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+            return {}
+        exc.strerror = f"Unable to load configuration file ({exc.strerror})"
+        raise
+    namespace: dict[str, Any] = {"__file__": path}
+    exec(code, namespace)
+    return {name: value for name, value in namespace.items() if name.isupper()}
+
+
+def open_ledger(settings: Mapping[str, Any]) -> None:
+    """Create or migrate the ledger file; ConfigError naming the file when it cannot be."""
+    from .core import ledger
+
+    try:
+        ledger.initialise(settings["DATABASE"])
+    except Exception as exc:  # sqlite3 errors name the file problem; say which file
+        raise ConfigError(
+            f"LEDGER_PROXY_DATABASE={settings['DATABASE']}: cannot open the ledger ({exc})"
+        ) from None
 
 
 def token_hash_key(config: Mapping[str, Any], instance_path: str) -> bytes:

@@ -185,11 +185,12 @@ class Demo:
 
     def lookup(self) -> dict[str, Any]:
         """The provenance lookup of course 1, as GET /ledger/v1/courses/1/enrollments answers."""
-        from .web.lookup import run
-        from .core.lookup import Query
+        from .core import lookup
+        from .web.lookup import sources
 
         with self.app.app_context():
-            return run(ADMIN_TOKEN, Query("courses", str(COURSE_ID)))
+            query = lookup.Query("courses", str(COURSE_ID))
+            return lookup.run(token=ADMIN_TOKEN, query=query, **sources())
 
     # What is printed
 

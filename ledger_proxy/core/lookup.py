@@ -1,6 +1,8 @@
 """The provenance lookup: a course's (or section's) enrollments from Canvas, each with a verdict.
 
-Shared by the HTTP endpoint and `ledger-proxy audit`; no Flask imports.
+`run` and `judged` compose it from explicit sources (the ledger handle, the Canvas client, the
+caller's token, the query, an optional SIS reader token, the clock allowance); the HTTP
+endpoint, the dashboard and `ledger-proxy audit` all call them. No Flask imports.
 """
 
 from __future__ import annotations
@@ -54,6 +56,53 @@ class Query:
     def canvas_target(self) -> str:
         states = ALL_STATES if self.include_deleted else LISTED_STATES
         return enrollments_target(self.scope, self.scope_id, states, per_page=PAGE_SIZE)
+
+
+def run(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    query: Query,
+    *,
+    sis_reader: str | None,
+    allowance: timedelta,
+    on_page: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The whole lookup: Canvas with the caller's token, then the ledger; rows and summary."""
+    verdicts: list[str] = []
+    rows = judged(
+        db, canvas, token, query, verdicts, sis_reader=sis_reader, allowance=allowance,
+        on_page=on_page,
+    )  # fmt: skip
+    enrollments = [item for page in rows for item in page]
+    return {"enrollments": enrollments, "summary": provenance.summary(verdicts)}
+
+
+def judged(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    query: Query,
+    verdicts: list[str],
+    *,
+    sis_reader: str | None,
+    allowance: timedelta,
+    on_page: Callable[[int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The lookup's rows page by page, each judged while Canvas serves the next (with a SIS
+    reader token, once both listings are in: whether it is needed shows only at the end).
+    Every verdict, kept by the query's filter or not, is appended to `verdicts`."""
+    pages_: Iterable[list[dict[str, Any]]]
+    if sis_reader:
+        rows = fetch(canvas, token, query, on_page)
+        if any("sis_import_id" not in row for row in rows):
+            add_sis_fields(rows, fetch(canvas, sis_reader, query))
+        pages_ = [rows]
+    else:
+        pages_ = counted(prefetched(pages(canvas, token, query)), on_page)
+    return judge_pages(
+        db, pages_, verdicts, allowance=allowance, provenance_filter=query.provenance
+    )
 
 
 def fetch(

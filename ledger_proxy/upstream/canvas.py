@@ -109,6 +109,11 @@ class CanvasClient:
     read_timeout: float
     pool_size: int = 32
 
+    @classmethod
+    def configured(cls, settings: Mapping[str, Any]) -> CanvasClient:
+        """The client for LEDGER_PROXY_CANVAS_URL and its timeouts."""
+        return cls(settings["CANVAS_URL"], settings["CONNECT_TIMEOUT"], settings["READ_TIMEOUT"])
+
     def __post_init__(self) -> None:
         self.session = requests.Session()
         # Never route Canvas traffic through an environment proxy (HTTP_PROXY & co).

@@ -1,6 +1,6 @@
 """The dashboard at /ledger/: sign in with Canvas, look a course up, see who made each enrollment.
 
-Server-rendered (Jinja, no JavaScript). The lookup is the JSON endpoint's own `run()`, made with
+Server-rendered (Jinja, no JavaScript). The lookup is the JSON endpoint's own `core.lookup.run`, made with
 the signed-in user's token, so the page shows exactly what Canvas lets that user see.
 """
 
@@ -38,7 +38,7 @@ from . import session as web_session
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
 from ..core.vocab import VERDICTS
 from ..runtime import get_db, runtime
-from .lookup import run
+from .lookup import sources
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def course(course_id: str) -> Response:
     assert signed is not None
     query = lookup.Query("courses", course_id, include_deleted, provenance)
     try:
-        result = run(signed.token, query)
+        result = lookup.run(token=signed.token, query=query, **sources())
     except CanvasRefused as refusal:
         return _refused(refusal, course_id)
     except CANVAS_FAILURES as exc:

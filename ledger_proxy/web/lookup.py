@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +37,7 @@ def _lookup(scope: str, scope_id: str) -> Response:
         provider = _compact_provider()
         if provider is not None:
             return _answer(provider, token, query)
-        result = run(token, query)
+        result = lookup.run(token=token, query=query, **sources())
     except CanvasRefused as refusal:
         return refused(refusal)
     except CANVAS_FAILURES as exc:
@@ -46,40 +45,15 @@ def _lookup(scope: str, scope_id: str) -> Response:
     return jsonify(result)
 
 
-def run(
-    token: str, query: lookup.Query, on_page: Callable[[int], None] | None = None
-) -> dict[str, Any]:
-    """The lookup for the current app: Canvas with the caller's token, then the ledger."""
-    verdicts: list[str] = []
-    enrollments = [item for page in judged(token, query, verdicts, on_page) for item in page]
-    return {"enrollments": enrollments, "summary": provenance.summary(verdicts)}
-
-
-def judged(
-    token: str,
-    query: lookup.Query,
-    verdicts: list[str],
-    on_page: Callable[[int], None] | None = None,
-) -> Iterator[list[dict[str, Any]]]:
-    """The lookup's rows page by page, each judged while Canvas serves the next (with a SIS
-    reader token, once both listings are in: whether it is needed shows only at the end)."""
-    canvas = runtime().canvas
-    reader = current_app.config["SIS_READER_TOKEN"]
-    pages: Iterable[list[dict[str, Any]]]
-    if reader:
-        rows = lookup.fetch(canvas, token, query, on_page)
-        if any("sis_import_id" not in row for row in rows):
-            lookup.add_sis_fields(rows, lookup.fetch(canvas, reader, query))
-        pages = [rows]
-    else:
-        pages = lookup.counted(lookup.prefetched(lookup.pages(canvas, token, query)), on_page)
-    return lookup.judge_pages(
-        get_db(),
-        pages,
-        verdicts,
-        allowance=timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"]),
-        provenance_filter=query.provenance,
-    )
+def sources() -> dict[str, Any]:
+    """Where this app's lookup reads: the request's ledger handle, the Canvas client, the SIS
+    reader token and the clock allowance (the arguments of core.lookup.run after the query)."""
+    return {
+        "db": get_db(),
+        "canvas": runtime().canvas,
+        "sis_reader": current_app.config["SIS_READER_TOKEN"],
+        "allowance": timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"]),
+    }
 
 
 def _compact_provider() -> DefaultJSONProvider | None:
@@ -101,7 +75,8 @@ def _answer(provider: DefaultJSONProvider, token: str, query: lookup.Query) -> R
         return provider.dumps(value, separators=(",", ":"))
 
     verdicts: list[str] = []
-    pages = [dumps(page)[1:-1] for page in judged(token, query, verdicts) if page]
+    judged = lookup.judged(token=token, query=query, verdicts=verdicts, **sources())
+    pages = [dumps(page)[1:-1] for page in judged if page]
     body = (
         '{"enrollments":['
         + ",".join(pages)
