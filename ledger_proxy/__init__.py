@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
+if TYPE_CHECKING:  # Flask is imported when an app is built: ledger_proxy.core stays without it
+    from flask import Flask
 
 __version__ = "0.1.0"
 
@@ -28,10 +27,14 @@ def create_app(
     CLI; and `serve`, which builds the app before gunicorn forks) starts no reconciler in
     this process: a serving process starts its own on its first request.
     """
+    from flask import Flask, request
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.wrappers import Response
+
     from . import config
-    from .upstream.canvas import CanvasClient
     from .errors import ProxyError, error_response
     from .runtime import Runtime, close_db
+    from .upstream.canvas import CanvasClient
 
     settings, instance_path = config.load(test_config, instance_path, require_canvas=require_canvas)
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.wrappers import Response
+if TYPE_CHECKING:  # imported where a response is built: the core raises ProxyError too
+    from werkzeug.wrappers import Response
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -26,6 +27,8 @@ def error_response(
     error_code: str | None = None,
     **extra: Any,
 ) -> Response:
+    from werkzeug.wrappers import Response
+
     return Response(
         json.dumps(error_body(message, error_code, **extra)),
         status=http_status,

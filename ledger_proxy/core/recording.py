@@ -15,15 +15,17 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import sqlite_utils
 
 from ..errors import ProxyError
 from ..upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasUnreachable, http_date, proxy_error, read_answer
-from ..upstream.operations import Operation
 from . import ledger, vocab
+
+if TYPE_CHECKING:  # (its request parsing uses Werkzeug; the core only reads an Operation)
+    from ..upstream.operations import Operation
 
 log = logging.getLogger(__name__)
 
