@@ -162,7 +162,9 @@ def running_process(
             try:
                 requests.get(found[0] + probe, timeout=2)
                 break
-            except requests.ConnectionError:
+            # A worker still booting on a loaded machine may not answer within the probe's
+            # timeout: that is not yet, like a refused connection, until the deadline.
+            except (requests.ConnectionError, requests.Timeout):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{argv[0]} does not answer:\n" + "".join(log)) from None
                 time.sleep(0.05)
