@@ -56,9 +56,11 @@ def create_app(
     app.register_blueprint(export.bp)
     app.register_blueprint(lookup.bp)
 
+    from .ops import instrument
     from .web import health, openapi
 
-    app.register_blueprint(health.bp)  # /healthz, /readyz, /metrics; metrics and access log
+    instrument.init_app(app)  # Prometheus metrics and the JSON access log, for every request
+    app.register_blueprint(health.bp)  # /healthz, /readyz, /metrics
     app.register_blueprint(openapi.bp)  # /ledger/v1/openapi.json
     dashboard.init_app(app)  # /ledger/ pages; the session cookie and its key
 
@@ -81,7 +83,7 @@ def create_app(
     def _unexpected(exc: Exception) -> Response:
         import traceback
 
-        from .devserver import redact_tokens
+        from .ops.logs import redact_tokens
 
         # The traceback may quote a URL with ?access_token=: it is redacted before logging.
         logging.getLogger("ledger_proxy").error(

@@ -101,7 +101,9 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
     from . import create_app
 
     if not dev:
-        _metrics_dir()  # before the app is built: prometheus_client reads it on import
+        # gunicorn's settings, and PROMETHEUS_MULTIPROC_DIR (given, or a temporary folder
+        # removed at exit) set before the app is built: prometheus_client reads it on import.
+        from .ops import gunicorn_conf  # noqa: F401
     simulator = None
     if not os.environ.get("LEDGER_PROXY_CANVAS_URL") and not _instance_sets_canvas_url():
         simulator = _start_simulator(host)
@@ -128,39 +130,11 @@ def serve(host: str, port: int, workers: int, threads: int, dev: bool) -> None:
             simulator.stop()
 
 
-def _metrics_dir() -> None:
-    """PROMETHEUS_MULTIPROC_DIR for gunicorn's workers: emptied if given, else a temporary
-    folder, removed when the command ends. See docs/deploy.md."""
-    import shutil
-    import tempfile
-
-    from .ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
-
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        prepare_multiprocess_dir(given)
-        return
-    os.environ[MULTIPROC_ENV] = path = tempfile.mkdtemp(prefix="ledger-proxy-metrics-")
-    owner = os.getpid()
-
-    def remove() -> None:
-        # gunicorn's workers are forks that unwind this same stack when they exit: only the
-        # process that made the folder removes it.
-        if os.getpid() == owner:
-            shutil.rmtree(path, ignore_errors=True)
-            os.environ.pop(MULTIPROC_ENV, None)
-
-    click.get_current_context().call_on_close(remove)
-
-
 def _instance_sets_canvas_url() -> bool:
-    from flask import Flask
+    from . import config
 
-    instance = os.environ.get("LEDGER_PROXY_INSTANCE_PATH") or None
-    instance = os.path.abspath(instance) if instance else None
-    probe = Flask("ledger_proxy", instance_path=instance, instance_relative_config=True)
-    probe.config.from_pyfile("config.py", silent=True)
-    return bool(probe.config.get("CANVAS_URL"))
+    settings = config.instance_settings(os.path.join(config.instance_folder(), "config.py"))
+    return bool(settings.get("CANVAS_URL"))
 
 
 @main.command()

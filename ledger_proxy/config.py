@@ -333,10 +333,9 @@ def load(
     LEDGER_PROXY_* environment variables (values parsed as JSON where they are JSON, as
     Flask's from_prefixed_env does), then `test_config`; parsed and checked. Commands that
     only read the ledger (export, verify, sis-roster) pass `require_canvas=False`."""
-    instance_path = instance_path or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH") or None
-    instance_path = os.path.abspath(instance_path) if instance_path else default_instance_path()
+    instance_path = instance_folder(instance_path)
     settings = defaults()
-    settings.update(_instance_settings(os.path.join(instance_path, "config.py")))
+    settings.update(instance_settings(os.path.join(instance_path, "config.py")))
     prefix = f"{ENV_PREFIX}_"
     for name in sorted(os.environ):
         if name.startswith(prefix):
@@ -361,18 +360,22 @@ def load(
     return settings, instance_path
 
 
-def default_instance_path() -> str:
-    """Flask's default instance folder for this package: `instance/` beside it in a
-    checkout, `<prefix>/var/ledger_proxy-instance` when installed."""
+def instance_folder(instance_path: str | None = None) -> str:
+    """The instance folder: given, else LEDGER_PROXY_INSTANCE_PATH, else Flask's default for
+    this package (`instance/` beside it in a checkout, `<prefix>/var/ledger_proxy-instance`
+    when installed)."""
     from flask.sansio.scaffold import find_package
 
+    instance_path = instance_path or os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH") or None
+    if instance_path:
+        return os.path.abspath(instance_path)
     prefix, package_path = find_package(__name__.partition(".")[0])
     if prefix is None:
         return os.path.join(package_path, "instance")
     return os.path.join(prefix, "var", "ledger_proxy-instance")
 
 
-def _instance_settings(path: str) -> dict[str, Any]:
+def instance_settings(path: str) -> dict[str, Any]:
     """The upper-case names of `instance/config.py`, if there is one (as Flask's from_pyfile)."""
     try:
         with open(path, "rb") as handle:

@@ -19,13 +19,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-_TOKEN_PARAM = re.compile(r"((?:access_token|api_key)=)[^&\s]*", re.IGNORECASE)
-
-
-def redact_tokens(text: str) -> str:
-    """`text` with the values of access_token/api_key parameters replaced by [REDACTED]."""
-    return _TOKEN_PARAM.sub(r"\1[REDACTED]", text)
-
+from .ops.logs import redact_tokens
 
 class RedactingRequestHandler(WSGIRequestHandler):
     """werkzeug's request log line, without tokens sent as query parameters."""

@@ -1,4 +1,5 @@
-"""Run an assembled app under gunicorn from the CLI (`ledger-proxy serve`)."""
+"""Run an assembled app under gunicorn from the CLI (`ledger-proxy serve`), with the settings
+of ops/gunicorn_conf.py: one place for them, whether gunicorn is started by us or by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .metrics import child_exit
+from . import gunicorn_conf
 
 
 class _Application(BaseApplication):  # type: ignore[misc]
@@ -16,6 +17,10 @@ class _Application(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
+        # As `gunicorn -c python:ledger_proxy.ops.gunicorn_conf` reads it, then our options.
+        for key, value in vars(gunicorn_conf).items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
@@ -24,20 +29,8 @@ class _Application(BaseApplication):  # type: ignore[misc]
 
 
 def run_gunicorn(app: Any, *, bind: str, workers: int, threads: int) -> None:
-    """gunicorn with threads (the proxy mostly waits on Canvas) and a timeout above Canvas's."""
-    read_timeout = float(app.config["READ_TIMEOUT"]) + float(app.config["CONNECT_TIMEOUT"])
-    _Application(
-        app,
-        {
-            "bind": bind,
-            "workers": workers,
-            "threads": threads,
-            "worker_class": "gthread",
-            "timeout": int(read_timeout) + 30,
-            "graceful_timeout": 30,
-            # No access log: a request line can carry ?access_token=. The app writes its
-            # own, one JSON line per request without the query (ledger_proxy/logs.py).
-            "accesslog": None,
-            "child_exit": child_exit,  # metrics of a dead worker (ledger_proxy/metrics.py)
-        },
-    ).run()
+    """gunicorn_conf's settings, listening on `bind`; the worker timeout follows the app's
+    own Canvas timeouts (which instance/config.py may set, beyond gunicorn_conf's sight)."""
+    timeout = gunicorn_conf.worker_timeout(app.config["CONNECT_TIMEOUT"], app.config["READ_TIMEOUT"])
+    options = {"bind": bind, "workers": workers, "threads": threads, "timeout": timeout}
+    _Application(app, options).run()

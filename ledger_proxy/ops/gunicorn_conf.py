@@ -26,19 +26,25 @@ def _seconds(name: str) -> float:
         return float(setting.default)  # the app itself reports the bad value at start-up
 
 
+def worker_timeout(connect_timeout: float, read_timeout: float) -> int:
+    """A worker is killed after `timeout` seconds of silence; a request may legitimately wait
+    for Canvas up to the connect plus read timeouts, so stay well above them."""
+    return int(float(connect_timeout) + float(read_timeout)) + 30
+
+
 # The proxy mostly waits on Canvas: threads, not processes, carry the concurrency.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 8
-# A worker is killed after `timeout` seconds of silence; a request may legitimately wait for
-# Canvas up to the connect plus read timeouts, so stay well above them.
-timeout = int(_seconds("CONNECT_TIMEOUT") + _seconds("READ_TIMEOUT")) + 30
+timeout = worker_timeout(_seconds("CONNECT_TIMEOUT"), _seconds("READ_TIMEOUT"))
 graceful_timeout = 30
 keepalive = 5
 # No gunicorn access log: its request line carries ?access_token=. The app writes its own JSON
 # line per request, without the query string (ledger_proxy/ops/logs.py).
 accesslog = None
 
+# prometheus_client's multiprocess folder: the given one (emptied in on_starting), else a
+# temporary one made here, before any worker (or `ledger-proxy serve`'s app) imports it.
 _created_metrics_dir: str | None = None
 if not os.environ.get(MULTIPROC_ENV):
     _created_metrics_dir = tempfile.mkdtemp(prefix="ledger-proxy-metrics-")

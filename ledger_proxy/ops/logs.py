@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -18,13 +19,19 @@ from flask import Request
 from werkzeug.wrappers import Response
 
 from ..upstream.forwarding import INTEGRATION_HEADER, LABEL_PATTERN, REQUEST_ID_HEADER
-from ..devserver import redact_tokens
 
 ACCESS_LOGGER = "ledger_proxy.access"
 CANVAS_REQUEST_ID_HEADER = "X-Request-Context-Id"
 MAX_PATH = 2048
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+
+_TOKEN_PARAM = re.compile(r"((?:access_token|api_key)=)[^&\s]*", re.IGNORECASE)
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with the values of access_token/api_key parameters replaced by [REDACTED]."""
+    return _TOKEN_PARAM.sub(r"\1[REDACTED]", text)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

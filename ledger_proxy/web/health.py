@@ -1,23 +1,21 @@
-"""Operations: /healthz, /readyz, /metrics, and the per-request metrics and access log."""
+"""Operations' endpoints: /healthz, /readyz, /metrics (the instrumentation is ops.instrument)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import requests
-from flask import Blueprint, Flask, current_app, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, current_app, jsonify
 from werkzeug.wrappers import Response
 
 from ..core import ledger
-from ..ops import logs, metrics
-from ..upstream.canvas import USER_AGENT, describe
 from ..errors import error_response
+from ..ops import metrics
 from ..runtime import runtime
+from ..upstream.canvas import USER_AGENT, describe
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +23,6 @@ bp = Blueprint("health", __name__)
 
 # A probe must answer well inside a load balancer's or kubelet's own timeout.
 READY_TIMEOUT = 2.0
-
-
-@bp.record_once
-def _install(state: BlueprintSetupState) -> None:
-    metrics.init_app(cast(Flask, state.app))
-    logs.init_app()
 
 
 @bp.get("/healthz")
@@ -58,7 +50,7 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics_view() -> Response:
     registry = metrics.current()
-    assert registry is not None  # installed with this blueprint
+    assert registry is not None  # installed by create_app (ops.instrument)
     return Response(registry.exposition(), content_type=metrics.CONTENT_TYPE)
 
 
@@ -95,56 +87,3 @@ def canvas_answers(base_url: str, timeout: float) -> dict[str, Any]:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
-
-
-# Every request: metrics and one access-log line
-
-
-@bp.before_app_request
-def _start_clock() -> None:
-    g.ledger_proxy_started = time.perf_counter()
-
-
-@bp.after_app_request
-def _observe(response: Response) -> Response:
-    try:
-        _count(response)
-        _log_when_sent(response)
-    except Exception:  # instrumentation must never cost a client its answer
-        log.exception("metrics or access log failed for one request")
-    return response
-
-
-def _count(response: Response) -> None:
-    registry = metrics.current()
-    if registry is None:
-        return
-    status = response.status_code
-    if request.blueprint == "proxy":
-        registry.forwarded.labels(request.method, str(status)).inc()
-    # The proxy never answers 429 or "Rate Limit Exceeded" itself: these are Canvas's.
-    if status == 429:
-        registry.throttled.labels("429").inc()
-    elif status == 403:
-        encoding = response.headers.get("Content-Encoding")
-        if response.is_sequence:
-            if metrics.says_rate_limited(response.get_data()[: metrics.SNIFF_BYTES], encoding):
-                registry.throttled.labels("403").inc()
-        else:  # streamed through: look at the body as it goes by
-            body = cast(Iterable[bytes], response.response)
-            response.response = metrics.sniff_throttled(body, encoding, registry)
-
-
-def _log_when_sent(response: Response) -> None:
-    started = g.pop("ledger_proxy_started", None) or time.perf_counter()
-    fields = logs.access_fields(request, response)
-    status = response.status_code
-    if response.is_sequence or request.method == "HEAD" or status < 200 or status in (204, 304):
-        # Built in full, or no body will be sent: the time so far is the request's time.
-        logs.write_access_line(fields, time.perf_counter() - started)
-        return
-
-    def write() -> None:  # streamed: once the server has sent the body (or given up)
-        logs.write_access_line(fields, time.perf_counter() - started)
-
-    response.call_on_close(write)
