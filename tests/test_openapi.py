@@ -11,7 +11,7 @@ from canvasapi import Canvas
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from ledger_proxy.web import responses
+from ledger_proxy.web import schemas
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_lookup_answers_match_the_document(world, proxy, sim, document):
     check(document, path, 200, as_admin)
     verdicts = {row["provenance"] for row in as_admin.json()["enrollments"]}
     assert verdicts == {"integration", "manual", "sis"}
-    responses.LookupResult().load(as_admin.json())  # the marshmallow schema agrees (unknown: RAISE)
+    schemas.LookupResult().load(as_admin.json())  # the marshmallow schema agrees (unknown: RAISE)
     as_teacher = requests.get(url, headers={"Authorization": f"Bearer {world.teacher['token']}"}, timeout=10)
     check(document, path, 200, as_teacher)  # SIS fields hidden: unknown verdicts, null SIS ids
     assert "unknown" in {row["provenance"] for row in as_teacher.json()["enrollments"]}
@@ -96,7 +96,7 @@ def test_ledger_answers_match_the_document(world, proxy, sim, document):
     path = "/ledger/v1/enrollments/{enrollment_id}"
     history = requests.get(f"{proxy.url}/ledger/v1/enrollments/{enrollment_id}", headers=admin, timeout=10)
     check(document, path, 200, history)
-    responses.EnrollmentHistory().load(history.json())
+    schemas.EnrollmentHistory().load(history.json())
     check(document, path, 404, requests.get(f"{proxy.url}/ledger/v1/enrollments/999999", headers=admin, timeout=10))
     teacher = {"Authorization": f"Bearer {world.teacher['token']}"}
     check(document, path, 403, requests.get(f"{proxy.url}/ledger/v1/enrollments/{enrollment_id}", headers=teacher, timeout=10))

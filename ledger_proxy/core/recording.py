@@ -245,7 +245,7 @@ def _events(
             known_to_ledger=ledger.is_known(db, enrollment_id),
         )
     elif kind == "enrollment_delete":
-        action = vocab.ACTION_BY_DELETED_STATE.get(document.get("enrollment_state", ""), "updated")
+        action = vocab.ACTION_BY_DELETED_STATE.get(document.get("enrollment_state", ""), vocab.UPDATED)
     else:
         action = vocab.ACTION_BY_KIND[kind]
     return [ledger.Event.from_canvas(document, action)]

@@ -36,6 +36,15 @@ ACTION_BY_DELETED_STATE = {
     "deleted": "deleted",
     "inactive": "deactivated",
 }
+# A delete whose answer names another state records `updated`.
+UPDATED = "updated"
+ACTIONS = (
+    CREATED,
+    ADOPTED,
+    UPDATED,
+    *ACTION_BY_DELETED_STATE.values(),
+    *ACTION_BY_KIND.values(),
+)
 
 # Verdicts of the lookup, strongest evidence first (core/provenance.py says what each means).
 # 'pending' and 'unknown' are the request statuses' words: a request not yet settled.

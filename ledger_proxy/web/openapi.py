@@ -1,17 +1,319 @@
-"""GET /ledger/v1/openapi.json: the OpenAPI 3.1 document of the proxy's own API."""
+"""GET /ledger/v1/openapi.json: the OpenAPI 3.1 document of the proxy's own API, generated from
+its marshmallow schemas."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify, request
+from marshmallow import Schema
 from werkzeug.wrappers import Response
 
-from . import openapi_document as openapi
+from .. import __version__
+from . import schemas
+from .schemas import ExportArgs, LookupArgs
 
 bp = Blueprint("openapi", __name__, url_prefix="/ledger/v1")
+
+OPENAPI_VERSION = "3.1.0"
+
+DESCRIPTION = """\
+ledger-proxy forwards every request under `/api/` (and `/i/<label>/api/`) to Canvas unchanged
+and records, in its ledger, every enrollment Canvas creates or changes through it. Those
+forwarded paths are Canvas's own REST API (https://canvas.instructure.com/doc/api/) and are
+not repeated here; name the integration with the `/i/<label>` prefix or the
+`X-Ledger-Integration` header. Every forwarded answer carries `X-Ledger-Request-Id`.
+
+This document describes the proxy's own endpoints: the provenance lookup, the ledger's export
+and history, and the operations endpoints. Errors the proxy answers itself use Canvas's error
+shape (`CanvasError`); Canvas's own refusals (401, 403, 404, throttling) pass through as Canvas
+sent them.
+"""
+
+MODELS: tuple[type[Schema], ...] = (
+    schemas.CanvasErrorMessage,
+    schemas.CanvasError,
+    schemas.UserSummary,
+    schemas.LedgerEvidence,
+    schemas.EnrollmentVerdict,
+    schemas.Summary,
+    schemas.LookupResult,
+    schemas.LedgerEvent,
+    schemas.LedgerEnrollment,
+    schemas.EnrollmentHistory,
+    schemas.Health,
+    schemas.Check,
+    schemas.Readiness,
+    schemas.NotReady,
+)
+
+TOKEN_SECURITY: list[dict[str, list[str]]] = [{"canvasToken": []}, {"canvasTokenParameter": []}]
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _canvas_answer(description: str) -> dict[str, Any]:
+    """Canvas's own refusal, passed through: usually its JSON error, plain text when throttled."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": "CanvasError"},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+
+
+SHARED_RESPONSES = {
+    "BadParameter": _json("CanvasError", "A parameter is malformed or unknown; it is named."),
+    "Unauthenticated": _json("CanvasError", "No Canvas token, or one Canvas does not know."),
+    "NotAdmin": _json(
+        "CanvasError", "The token's Canvas user is not in LEDGER_PROXY_ADMIN_USER_IDS."
+    ),
+    "CanvasRefused": _canvas_answer(
+        "Canvas refused the caller (401, 403, 404) or throttled it (403 Rate Limit Exceeded, "
+        "429): Canvas's answer, passed through."
+    ),
+    "CanvasUnreachable": _json(
+        "CanvasError", "Canvas could not be reached, or the connection broke."
+    ),
+    "CanvasTimeout": _json("CanvasError", "Canvas did not answer within the read timeout."),
+}
+
+
+def _lookup(scope: str, id_name: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "tags": ["provenance"],
+            "operationId": f"{scope}_enrollments",
+            "summary": f"Who made each enrollment of a {scope.removesuffix('s')}",
+            "description": (
+                "Lists the enrollments from Canvas with the caller's own token (so nobody sees "
+                "a roster Canvas would not show them), every state, every page, and judges "
+                "each: integration, sis, manual, pending or unknown, with the evidence."
+            ),
+            "security": TOKEN_SECURITY,
+            "parameters": [
+                {
+                    "in": "path",
+                    "name": id_name,
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": f"Canvas {scope.removesuffix('s')} id: numeric, or "
+                    f"sis_{scope.removesuffix('s')}_id:<id>.",
+                },
+                {"in": "query", "schema": LookupArgs(exclude=("access_token",))},
+            ],
+            "responses": {
+                "200": _json("LookupResult", "Every enrollment, with its verdict."),
+                "400": {"$ref": "#/components/responses/BadParameter"},
+                "401": {"$ref": "#/components/responses/Unauthenticated"},
+                "403": {"$ref": "#/components/responses/CanvasRefused"},
+                "404": {"$ref": "#/components/responses/CanvasRefused"},
+                "429": {"$ref": "#/components/responses/CanvasRefused"},
+                "502": {"$ref": "#/components/responses/CanvasUnreachable"},
+                "504": {"$ref": "#/components/responses/CanvasTimeout"},
+            },
+        }
+    }
+
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/ledger/v1/courses/{course_id}/enrollments": _lookup("courses", "course_id"),
+    "/ledger/v1/sections/{section_id}/enrollments": _lookup("sections", "section_id"),
+    "/ledger/v1/export": {
+        "get": {
+            "tags": ["ledger"],
+            "operationId": "export",
+            "summary": "Every ledger event, or a slice, as CSV or NDJSON (admins only)",
+            "description": (
+                "Streamed, oldest first, with each event's chain hash so that the file can be "
+                "verified offline (`ledger-proxy verify --file`)."
+            ),
+            "security": TOKEN_SECURITY,
+            "parameters": [{"in": "query", "schema": ExportArgs(exclude=("access_token",))}],
+            "responses": {
+                "200": {
+                    "description": "The events; Content-Disposition names a file.",
+                    "headers": {
+                        "Content-Disposition": {
+                            "schema": {"type": "string"},
+                            "description": 'attachment; filename="ledger-export-<time>.<format>"',
+                        }
+                    },
+                    "content": {
+                        "text/csv": {
+                            "schema": {
+                                "type": "string",
+                                "description": "A header row, then one LedgerEvent per row.",
+                            },
+                        },
+                        "application/x-ndjson": {
+                            "schema": {
+                                "type": "string",
+                                "description": "One LedgerEvent JSON object per line.",
+                            },
+                            "x-item-schema": "LedgerEvent",
+                        },
+                    },
+                },
+                "400": {"$ref": "#/components/responses/BadParameter"},
+                "401": {"$ref": "#/components/responses/Unauthenticated"},
+                "403": {"$ref": "#/components/responses/NotAdmin"},
+                "502": {"$ref": "#/components/responses/CanvasUnreachable"},
+            },
+        }
+    },
+    "/ledger/v1/enrollments/{enrollment_id}": {
+        "get": {
+            "tags": ["ledger"],
+            "operationId": "enrollment_history",
+            "summary": "The whole recorded history of one enrollment (admins only)",
+            "security": TOKEN_SECURITY,
+            "parameters": [
+                {
+                    "in": "path",
+                    "name": "enrollment_id",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            ],
+            "responses": {
+                "200": _json(
+                    "EnrollmentHistory", "Every event, oldest first, and the current view."
+                ),
+                "401": {"$ref": "#/components/responses/Unauthenticated"},
+                "403": {"$ref": "#/components/responses/NotAdmin"},
+                "404": _json("CanvasError", "The ledger has never seen this enrollment."),
+                "502": {"$ref": "#/components/responses/CanvasUnreachable"},
+            },
+        }
+    },
+    "/ledger/v1/openapi.json": {
+        "get": {
+            "tags": ["operations"],
+            "operationId": "openapi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 document.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "tags": ["operations"],
+            "operationId": "healthz",
+            "summary": "Liveness: the process is up",
+            "security": [],
+            "responses": {"200": _json("Health", "Always, while the process serves.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "tags": ["operations"],
+            "operationId": "readyz",
+            "summary": "Readiness: the ledger takes a write and Canvas answers",
+            "description": (
+                "The ledger check runs a write transaction and rolls it back; the Canvas check "
+                "asks GET /api/v1/users/self without a token and accepts any HTTP answer."
+            ),
+            "security": [],
+            "responses": {
+                "200": _json("Readiness", "Ready."),
+                "503": _json("NotReady", "Not ready; `failing` names the checks that failed."),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "tags": ["operations"],
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (all gunicorn workers together)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+}
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document (built once per process; `servers` is added per request by the view)."""
+    spec = APISpec(
+        title="ledger-proxy",
+        version=__version__,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin()],
+        info={
+            "description": DESCRIPTION,
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        tags=[
+            {"name": "provenance", "description": "Who made each enrollment."},
+            {"name": "ledger", "description": "What the ledger recorded, for auditors."},
+            {"name": "operations", "description": "Health, readiness, metrics."},
+        ],
+    )
+    spec.components.security_scheme(
+        "canvasToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "A Canvas access token, as Canvas takes it. The proxy asks Canvas who it "
+                "belongs to; lookups list Canvas with it, so Canvas decides what is visible."
+            ),
+        },
+    )
+    spec.components.security_scheme(
+        "canvasTokenParameter",
+        {
+            "type": "apiKey",
+            "in": "query",
+            "name": "access_token",
+            "description": "The same token as a query parameter, as Canvas also accepts it.",
+        },
+    )
+    for model in MODELS:
+        spec.components.schema(model.__name__, schema=model)
+    for name, response in SHARED_RESPONSES.items():
+        spec.components.response(name, _resolve(response))
+    for path, operations in PATHS.items():
+        spec.path(path=path, operations=_resolve(operations))
+    result: dict[str, Any] = spec.to_dict()
+    return result
+
+
+def _resolve(value: Any) -> Any:
+    """Model names (strings under "schema" / "x-item-schema") to references to components."""
+    if isinstance(value, dict):
+        resolved = {}
+        for key, item in value.items():
+            if key in ("schema", "x-item-schema") and isinstance(item, str):
+                resolved[key] = {"$ref": f"#/components/schemas/{item}"}
+            else:
+                resolved[key] = _resolve(item)
+        return resolved
+    if isinstance(value, list):
+        return [_resolve(item) for item in value]
+    return value
 
 
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     # The server is the base URL this client used, so tools can try the calls as they are.
     server = {"url": request.host_url.rstrip("/") + request.script_root}
-    return jsonify({**openapi.document(), "servers": [server]})
+    return jsonify({**document(), "servers": [server]})

@@ -1,4 +1,10 @@
-"""marshmallow schemas at the HTTP edge of the proxy's own API (/ledger/v1/)."""
+"""marshmallow schemas at the HTTP edge of the proxy's own API (/ledger/v1/): the query
+parameters it accepts, and the JSON it answers (the OpenAPI document's models).
+
+Answers' unknown fields are refused (marshmallow's default, RAISE), which the OpenAPI document
+states as ``additionalProperties: false``: a field added to an answer without documenting it
+here fails the contract test (tests/test_openapi.py).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
-from ..core.vocab import VERDICTS
+from ..core.vocab import ACTIONS, VERDICTS
 from ..errors import ProxyError
+
+# Requests
 
 
 def load_args(schema: Schema, args: MultiDict[str, str]) -> dict[str, Any]:
@@ -72,3 +80,189 @@ class ExportArgs(Schema):
     integration = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     action = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
+
+
+# Answers
+
+
+def _id(description: str = "", **kwargs: Any) -> fields.Integer:
+    return fields.Integer(metadata={"description": description} if description else {}, **kwargs)
+
+
+def _text(description: str = "", **kwargs: Any) -> fields.String:
+    return fields.String(metadata={"description": description} if description else {}, **kwargs)
+
+
+class CanvasErrorMessage(Schema):
+    message = _text("What went wrong, for a person.", required=True)
+    error_code = _text("A machine-readable code, when there is one.")
+
+
+class CanvasError(Schema):
+    """Canvas's error shape, used for every error the proxy answers itself."""
+
+    errors = fields.List(fields.Nested(CanvasErrorMessage), required=True)
+    status = _text("Canvas's status word beside the errors (401: unauthenticated, ...).")
+
+
+class UserSummary(Schema):
+    id = _id("Canvas user id.", required=True)
+    name = _text("Display name.", allow_none=True)
+    sortable_name = _text("Sortable name.", allow_none=True)
+
+
+class LedgerEvidence(Schema):
+    """What the ledger recorded about the enrollment: its first event, and its last."""
+
+    integration = _text("Integration label of the first recorded request.", allow_none=True)
+    actor_user_id = _id("Canvas user behind that request's token.", allow_none=True)
+    action = _text(
+        "created (the proxy saw Canvas make it) or adopted (it existed before the proxy first "
+        "touched it, by a re-enrollment or a change).",
+        required=True,
+        validate=validate.OneOf(("created", "adopted")),
+    )
+    first_action = _text(
+        "The first action the ledger recorded: created, adopted, or a change (deleted, ...).",
+        required=True,
+        validate=validate.OneOf(ACTIONS),
+    )
+    recorded_at = fields.DateTime(required=True, metadata={"description": "Proxy clock, UTC."})
+    canvas_request_id = _text("Canvas's X-Request-Context-Id of that request.", allow_none=True)
+    request_id = _text("The proxy's own request id (X-Ledger-Request-Id).", required=True)
+    last_action = _text("Latest action recorded.", required=True)
+    last_recorded_at = fields.DateTime(required=True)
+
+
+class EnrollmentVerdict(Schema):
+    """One Canvas enrollment as Canvas showed it to the caller, with its provenance."""
+
+    id = _id("Canvas enrollment id.", required=True)
+    user_id = _id("Canvas user id.", allow_none=True)
+    course_id = _id("Canvas course id.", allow_none=True)
+    course_section_id = _id("Canvas section id.", allow_none=True)
+    type = _text("StudentEnrollment, TeacherEnrollment, ...", allow_none=True)
+    role = _text("Role name.", allow_none=True)
+    role_id = _id("Role id.", allow_none=True)
+    enrollment_state = _text("active, invited, completed, deleted, ...", allow_none=True)
+    created_at = _text("Canvas's created_at (whole seconds).", allow_none=True)
+    updated_at = _text("Canvas's updated_at.", allow_none=True)
+    sis_import_id = _id(
+        "The SIS import that made or last claimed the row (null when Canvas hid it).",
+        allow_none=True,
+    )
+    sis_user_id = _text("SIS ids, when Canvas showed them to the caller.", allow_none=True)
+    sis_course_id = _text(allow_none=True)
+    sis_section_id = _text(allow_none=True)
+    user = fields.Nested(UserSummary, metadata={"description": "When Canvas included it."})
+    provenance = _text("The verdict.", required=True, validate=validate.OneOf(VERDICTS))
+    reason = _text("Why, in a sentence, naming the evidence.", required=True)
+    predates_ledger = fields.Boolean(
+        required=True,
+        metadata={"description": "Created before the ledger began recording."},
+    )
+    ledger = fields.Nested(LedgerEvidence, required=True, allow_none=True)
+    in_sis_roster = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Matches the loaded SIS roster; null when it cannot be told."},
+    )
+    sis_visible = fields.Boolean(
+        required=True, metadata={"description": "Did Canvas show the caller the SIS fields?"}
+    )
+
+
+class Summary(Schema):
+    """Counts of every enrollment examined, before ?provenance= filters the list."""
+
+    integration = fields.Integer(required=True)
+    sis = fields.Integer(required=True)
+    manual = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+    # (`unknown` is a Schema option's name: the field is named so only in the data.)
+    unknown_ = fields.Integer(required=True, data_key="unknown")
+    total = fields.Integer(required=True)
+
+
+class LookupResult(Schema):
+    enrollments = fields.List(fields.Nested(EnrollmentVerdict), required=True)
+    summary = fields.Nested(Summary, required=True)
+
+
+class LedgerEvent(Schema):
+    """One ledger event: a row of the export, and an item of an enrollment's history."""
+
+    seq = _id("Position in the ledger's hash chain.", required=True)
+    enrollment_id = _id("Canvas enrollment id.", required=True)
+    course_id = _id(allow_none=True)
+    course_section_id = _id(allow_none=True)
+    user_id = _id(allow_none=True)
+    type = _text(allow_none=True)
+    role = _text(allow_none=True)
+    role_id = _id(allow_none=True)
+    enrollment_state = _text(allow_none=True)
+    action = _text(required=True)
+    integration = _text(allow_none=True)
+    actor_user_id = _id(allow_none=True)
+    canvas_request_id = _text(allow_none=True)
+    request_id = _text("The proxy's request id.", required=True)
+    created_at = _text("Canvas's created_at of the enrollment.", allow_none=True)
+    updated_at = _text("Canvas's updated_at of the enrollment.", allow_none=True)
+    sis_import_id = _id(allow_none=True)
+    recorded_at = _text("Proxy clock, ISO 8601 UTC.", required=True)
+    prev_hash = _text("Hash of the event before (64 zeros for the first).", allow_none=True)
+    hash = _text("SHA-256 over this event and prev_hash (docs/audit.md).", allow_none=True)
+
+
+class LedgerEnrollment(Schema):
+    """The ledger's current view of one enrollment."""
+
+    enrollment_id = _id(required=True)
+    course_id = _id(allow_none=True)
+    course_section_id = _id(allow_none=True)
+    user_id = _id(allow_none=True)
+    type = _text(allow_none=True)
+    role = _text(allow_none=True)
+    role_id = _id(allow_none=True)
+    enrollment_state = _text(allow_none=True)
+    sis_import_id = _id(allow_none=True)
+    created_at = _text("Canvas's created_at of the enrollment.", allow_none=True)
+    updated_at = _text("Canvas's updated_at of the enrollment.", allow_none=True)
+    origin_action = _text(required=True)
+    origin_integration = _text(allow_none=True)
+    origin_actor_user_id = _id(allow_none=True)
+    origin_request_id = _text(required=True)
+    origin_canvas_request_id = _text(allow_none=True)
+    first_recorded_at = _text(required=True)
+    last_action = _text(required=True)
+    last_seq = _id(required=True)
+    last_recorded_at = _text(required=True)
+
+
+class EnrollmentHistory(Schema):
+    enrollment_id = _id(required=True)
+    current = fields.Nested(LedgerEnrollment, required=True, allow_none=True)
+    events = fields.List(fields.Nested(LedgerEvent), required=True)
+
+
+class Health(Schema):
+    status = _text("ok", required=True)
+
+
+class Check(Schema):
+    ok = fields.Boolean(required=True)
+    error = _text("Why the check failed.")
+    duration_ms = fields.Float()
+    http_status = _id("canvas: the status Canvas answered (401 without a token is usual).")
+
+
+class Readiness(Schema):
+    status = _text("ok", required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(Check), required=True)
+
+
+class NotReady(CanvasError):
+    """503 from /readyz: Canvas's error shape, naming the failing checks."""
+
+    failing = fields.List(fields.String(), required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(Check), required=True)
