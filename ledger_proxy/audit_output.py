@@ -59,14 +59,7 @@ class Progress:
 
 
 def refusal_message(refusal: CanvasRefused) -> str:
-    text = refusal.content.decode("utf-8", "replace").strip()
-    try:
-        errors = json.loads(text).get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            text = str(errors[0].get("message", text))
-    except (ValueError, AttributeError):
-        pass
-    return f"Canvas answered {refusal.status}: {text[:300]}"
+    return f"Canvas answered {refusal.status}: {refusal.message(300)}"
 
 
 def rows(result: dict[str, Any]) -> list[dict[str, Any]]:

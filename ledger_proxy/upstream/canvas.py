@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from ..core.ledger import Actor
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"ledger-proxy/{__version__}"
+# The cheapest authenticated request: who the token is, and Canvas's clock in its Date header.
+SELF = "/api/v1/users/self"
 
 
 class CanvasUnreachable(Exception):
@@ -58,6 +61,21 @@ class CanvasRefused(Exception):
         self.status = status
         self.headers = headers
         self.content = content
+
+    def message(self, limit: int = 500) -> str:
+        """The human part of Canvas's error body (its JSON errors, a message, or plain text)."""
+        text = self.content.decode("utf-8", errors="replace").strip()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return text[:limit] or "no explanation given"
+        if isinstance(body, dict):
+            errors = body.get("errors")
+            if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+                return str(errors[0].get("message", ""))[:limit]
+            if isinstance(body.get("message"), str):
+                return str(body["message"])[:limit]
+        return text[:limit]
 
 
 def proxy_error(exc: Exception) -> ProxyError:
@@ -185,9 +203,7 @@ class CanvasClient:
 
     def _get(self, target: str, token: str) -> tuple[Any, str | None]:
         """(JSON document, URL of its next page) of an authenticated GET."""
-        response = self.send(
-            "GET", target, [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)], None
-        )
+        response = self._get_as(token, target)
         with contextlib.closing(response):
             try:
                 content = response.content
@@ -201,6 +217,11 @@ class CanvasClient:
                 raise CanvasConnectionLost("an answer that is not JSON") from None
             return document, response.links.get("next", {}).get("url")
 
+    def _get_as(self, token: str, target: str) -> requests.Response:
+        """An authenticated GET of the proxy's own (not a caller's forwarded request)."""
+        headers = [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)]
+        return self.send("GET", target, headers, None)
+
     def _next_target(self, next_url: str | None) -> str | None:
         """The next page's target from /api/ on; a link off Canvas is never followed (it would
         carry the caller's token elsewhere)."""
@@ -213,12 +234,7 @@ class CanvasClient:
 
     def server_time(self, token: str) -> datetime | None:
         """Canvas's clock, from the Date header of a cheap authenticated request."""
-        response = self.send(
-            "GET",
-            "/api/v1/users/self",
-            [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)],
-            None,
-        )
+        response = self._get_as(token, SELF)
         response.close()
         dates = response.raw.headers.getlist("Date")
         return http_date(dates[-1]) if dates else None
@@ -229,12 +245,7 @@ class CanvasClient:
         Raises CanvasUnreachable, CanvasTimeout or CanvasConnectionLost when Canvas gives no
         answer, so that "this token is invalid" and "Canvas is down" stay apart.
         """
-        response = self.send(
-            "GET",
-            "/api/v1/users/self",
-            [("Authorization", f"Bearer {token}"), ("User-Agent", USER_AGENT)],
-            None,
-        )
+        response = self._get_as(token, SELF)
         with contextlib.closing(response):
             if response.status_code != 200:
                 return None

@@ -1,21 +1,19 @@
-"""The dashboard at /ledger/: sign in with Canvas, look a course up, see who made each enrollment.
+"""The dashboard's pages at /ledger/: look a course up, see who made each enrollment.
 
-Server-rendered (Jinja, no JavaScript). The lookup is the JSON endpoint's own `core.lookup.run`, made with
-the signed-in user's token, so the page shows exactly what Canvas lets that user see.
+Server-rendered (Jinja, no JavaScript). The lookup is the JSON endpoint's own `core.lookup.run`,
+made with the signed-in user's token, so the page shows exactly what Canvas lets that user see.
+Signing in and out is web/auth.py, as flaskr keeps `auth` apart from `blog`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mimetypes
-import secrets
 from collections.abc import Callable
 from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -26,18 +24,15 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..core import lookup
-from ..upstream import oauth
 from . import session as web_session
-from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error, token_hash
+from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from ..core.vocab import VERDICTS
-from ..runtime import get_db, runtime
 from .lookup import sources
 
 log = logging.getLogger(__name__)
@@ -71,11 +66,24 @@ EXPORT_PATH = "/ledger/v1/export"
 
 
 def init_app(app: Flask) -> None:
+    """The pages and the sign-in flow (web/auth.py), and the session cookie they share."""
+    from . import auth
+
     web_session.configure(app)
     app.register_blueprint(bp)
+    app.register_blueprint(auth.bp)
 
 
-@bp.context_processor
+def install_page_hooks(blueprint: Blueprint) -> None:
+    """What every dashboard page gets, whichever blueprint serves it: the template globals,
+    the security headers, HTML error pages, and the CSRF check on forms."""
+    blueprint.context_processor(_page_globals)
+    blueprint.after_request(_page_headers)
+    blueprint.register_error_handler(HTTPException, _http_error)
+    blueprint.register_error_handler(Exception, _unexpected)
+    blueprint.before_request(_check_csrf)
+
+
 def _page_globals() -> dict[str, Any]:
     return {
         "csrf_token": web_session.csrf_token,
@@ -87,7 +95,6 @@ def _page_globals() -> dict[str, Any]:
     }
 
 
-@bp.after_request
 def _page_headers(response: Response) -> Response:
     # Forms may post to the proxy only, and the OAuth sign-in redirects on to Canvas.
     canvas = current_app.config["CANVAS_URL"]
@@ -103,12 +110,10 @@ def _page_headers(response: Response) -> Response:
     return response
 
 
-@bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     return error_page(exc.code or 500, exc.name, exc.description or exc.name)
 
 
-@bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     log.exception("dashboard error: %s", type(exc).__name__)
     return error_page(500, "Internal error", "ledger-proxy hit an internal error.")
@@ -127,13 +132,12 @@ def signed_in_view(view: Callable[..., Response]) -> Callable[..., Response]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         if web_session.signed_in() is None:
-            return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
 
     return wrapper
 
 
-@bp.before_request
 def _check_csrf() -> Response | None:
     if request.method == "POST" and not web_session.csrf_ok(request.form.get("csrf_token")):
         return error_page(
@@ -143,6 +147,9 @@ def _check_csrf() -> Response | None:
             "Reload the page and try again.",
         )
     return None
+
+
+install_page_hooks(bp)
 
 
 # Pages
@@ -237,7 +244,7 @@ def _course_url(course_id: str, provenance: str | None, include_deleted: bool) -
 
 def _refused(refusal: CanvasRefused, course_id: str) -> Response:
     """Canvas said no: its own status and message, on a page."""
-    message = canvas_message(refusal)
+    message = refusal.message()
     if refusal.status == 401:
         # The token no longer works (revoked, expired): this session is over.
         web_session.sign_out()
@@ -250,136 +257,3 @@ def _refused(refusal: CanvasRefused, course_id: str) -> Response:
         titles.get(refusal.status, f"Canvas answered {refusal.status}"),
         f"Canvas answered {refusal.status} for course {course_id}: {message}",
     )
-
-
-def canvas_message(refusal: CanvasRefused) -> str:
-    """The human part of a Canvas error body (JSON errors, a message, or plain text)."""
-    text = refusal.content.decode("utf-8", errors="replace").strip()
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text[:500] or "no explanation given"
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return str(errors[0].get("message", ""))[:500]
-        if isinstance(body.get("message"), str):
-            return str(body["message"])[:500]
-    return text[:500]
-
-
-# Signing in and out
-
-
-@bp.get("/login")
-def login() -> Response:
-    if web_session.signed_in() is not None:
-        return redirect(_safe_next(request.args.get("next")))
-    return _login_page(request.args.get("next"))
-
-
-def _login_page(next_url: str | None, error: str | None = None, status: int = 200) -> Response:
-    body = render_template(
-        "dashboard/login.html",
-        oauth=bool(current_app.config["OAUTH_CLIENT_ID"]),
-        canvas_url=current_app.config["CANVAS_URL"],
-        next_url=next_url or "",
-        error=error,
-    )
-    return Response(body, status=status, content_type="text/html")
-
-
-@bp.post("/login")
-def login_submit() -> Response:
-    next_url = request.form.get("next")
-    config = current_app.config
-    if config["OAUTH_CLIENT_ID"]:
-        state = secrets.token_urlsafe(32)
-        session["oauth"] = {"state": state, "next": _safe_next(next_url)}
-        return redirect(
-            oauth.authorize_url(
-                config["CANVAS_URL"], config["OAUTH_CLIENT_ID"], _redirect_uri(), state
-            )
-        )
-    token = (request.form.get("token") or "").strip()
-    if not token:
-        return _login_page(next_url, "Paste a Canvas access token.", 400)
-    rt = runtime()
-    try:
-        actor = rt.actor_for(get_db(), token, token_hash(rt.token_key, token))
-    except CANVAS_FAILURES as exc:
-        error = proxy_error(exc)
-        return error_page(error.http_status, "Canvas did not answer", error.message)
-    if actor is None:
-        return _login_page(next_url, "Canvas did not accept this token.", 401)
-    web_session.sign_in(token, actor.user_id, actor.name, expires_in=None, oauth=False)
-    log.info("dashboard sign-in by Canvas user %s (token)", actor.user_id)
-    return redirect(_safe_next(next_url))
-
-
-@bp.get("/oauth/callback")
-def oauth_callback() -> Response:
-    pending = session.pop("oauth", None)
-    state = request.args.get("state", "")
-    if not isinstance(pending, dict) or not secrets.compare_digest(
-        str(pending.get("state", "")).encode(), state.encode()
-    ):
-        return error_page(
-            400,
-            "Sign-in not recognised",
-            "This sign-in did not start here, or it was already used. Sign in again.",
-            sign_in=True,
-        )
-    if request.args.get("error"):
-        reason = request.args.get("error_description") or request.args["error"]
-        return error_page(
-            403, "Sign-in refused", f"Canvas did not sign you in: {reason}", sign_in=True
-        )
-    config = current_app.config
-    try:
-        grant = oauth.exchange_code(
-            runtime().canvas,
-            config["OAUTH_CLIENT_ID"],
-            config["OAUTH_CLIENT_SECRET"],
-            _redirect_uri(),
-            request.args.get("code", ""),
-        )
-    except oauth.OAuthRefused as refused:
-        return error_page(
-            400, "Sign-in refused", f"Canvas refused the sign-in: {refused.message}", sign_in=True
-        )
-    except CANVAS_FAILURES as exc:
-        error = proxy_error(exc)
-        return error_page(error.http_status, "Canvas did not answer", error.message)
-    web_session.sign_in(
-        grant.access_token, grant.user_id, grant.user_name, expires_in=grant.expires_in, oauth=True
-    )
-    log.info("dashboard sign-in by Canvas user %s (OAuth2)", grant.user_id)
-    return redirect(_safe_next(pending.get("next")))
-
-
-@bp.post("/logout")
-def logout() -> Response:
-    signed = web_session.signed_in()
-    if signed is not None and signed.oauth:
-        # A token made for this session only: ask Canvas to forget it. A pasted token is the
-        # admin's own, and stays theirs.
-        oauth.revoke(runtime().canvas, signed.token)
-    web_session.sign_out()
-    flash("You are signed out.", "info")
-    return redirect(url_for("dashboard.login"))
-
-
-def _redirect_uri() -> str:
-    return url_for("dashboard.oauth_callback", _external=True)
-
-
-def _safe_next(next_url: Any) -> str:
-    """Where to go after signing in: a dashboard page of this site, never elsewhere."""
-    home = url_for("dashboard.index")
-    if not isinstance(next_url, str) or not next_url.startswith(home):
-        return home
-    parts = urlsplit(next_url)
-    if parts.scheme or parts.netloc or "\\" in next_url or "//" in parts.path:
-        return home
-    return next_url

@@ -15,7 +15,7 @@ from ..core import ledger
 from ..errors import error_response
 from ..ops import metrics
 from ..runtime import runtime
-from ..upstream.canvas import USER_AGENT, describe
+from ..upstream.canvas import SELF, USER_AGENT, describe
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def canvas_answers(base_url: str, timeout: float) -> dict[str, Any]:
     session.trust_env = False  # as for forwarded traffic: never through an environment proxy
     try:
         response = session.get(
-            f"{base_url}/api/v1/users/self",
+            base_url + SELF,
             headers={"User-Agent": USER_AGENT},
             timeout=(timeout, timeout),
             allow_redirects=False,
