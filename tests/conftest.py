@@ -59,6 +59,43 @@ def make_proxy(tmp_path: Any) -> Iterator[Callable[..., BackgroundServer]]:
         server.app.extensions["ledger_proxy"].stop_background()
 
 
+@pytest.fixture
+def proxy(make_proxy: Callable[..., BackgroundServer], sim: Any) -> BackgroundServer:
+    """The proxy in front of the simulator, on a socket (Canvas and clients are real HTTP)."""
+    return make_proxy(sim.url)
+
+
+@pytest.fixture
+def admin_proxy(make_proxy: Callable[..., BackgroundServer], sim: Any, world: Any) -> BackgroundServer:
+    """The proxy, with the world's admin allowed the ledger's export and history."""
+    return make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]])
+
+
+@pytest.fixture
+def app(tmp_path: Any) -> Any:
+    """An app with its own ledger and no reachable Canvas, for tests where a socket adds
+    nothing (flaskr's `app` fixture)."""
+    return create_app(
+        {
+            "CANVAS_URL": "http://127.0.0.1:9",  # the discard port: refused at once
+            "DATABASE": str(tmp_path / "ledger.sqlite3"),
+            "TOKEN_HASH_KEY": "test-token-hash-key",
+        },
+        instance_path=str(tmp_path / "instance"),
+        background=False,
+    )
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Any) -> Any:
+    return app.test_cli_runner()
+
+
 class World:
     """A simulated Canvas with an admin, a teacher, students and one course with two sections."""
 

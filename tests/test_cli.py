@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from canvasapi import Canvas
 from click.testing import CliRunner
 
 from ledger_proxy.cli import main
+
+from .helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +42,6 @@ def test_every_command_has_help_with_an_example(command):
     example, *rest = result.output.split("Example:", 1)[1].strip().splitlines()
     assert example.split()[0].startswith(("ledger-proxy", "CANVAS_TOKEN=", "LEDGER_PROXY_"))
     assert rest == [] or rest[0].strip() == "", f"example rewrapped: {example!r} {rest[0]!r}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 import pytest
 
-from ledger_proxy import create_app
 from ledger_proxy.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +32,7 @@ def test_every_command_is_named_in_the_readme(command):
     assert f"`{command}" in README
 
 
-def test_the_readme_names_every_metric_and_only_those(tmp_path):
-    app = create_app({"CANVAS_URL": "http://canvas.test", "DATABASE": str(tmp_path / "l.sqlite3"), "TOKEN_HASH_KEY": "k"}, instance_path=str(tmp_path))
+def test_the_readme_names_every_metric_and_only_those(app):
     registry = app.extensions["ledger_proxy_metrics"].registry
     exposed = {family.name + ("_total" if family.type == "counter" else "") for family in registry.collect()}
     operations = README.split("## Operations", 1)[1].split("\n## ", 1)[0]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from ledger_proxy.core import export
 from ledger_proxy.cli import main
 
-from .helpers import assert_canvas_error
+from .helpers import assert_canvas_error, ledger_rows as ledger
 
 # The columns the issue names (as the ledger calls them), each present in every export.
 ISSUE_COLUMNS = (
@@ -27,12 +27,6 @@ ISSUE_COLUMNS = (
     "enrollment_state", "action", "integration", "actor_user_id", "canvas_request_id",
     "request_id", "created_at", "recorded_at", "hash",
 )
-
-
-def ledger(proxy, sql, params=()):
-    with sqlite3.connect(proxy.app.config["DATABASE"]) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
 
 
 def get(proxy, path, token=None, **params):
@@ -48,9 +42,9 @@ def as_text(value) -> str:
     return "" if value is None else str(value)
 
 
-@pytest.fixture
-def proxy(world, sim, make_proxy):
-    return make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]])
+@pytest.fixture(name="proxy")
+def _proxy(admin_proxy):
+    return admin_proxy
 
 
 @pytest.fixture

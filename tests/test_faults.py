@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ledger_proxy.cli import main
 
-from .helpers import assert_canvas_error
+from .helpers import assert_canvas_error, ledger_rows as ledger
 from .processes import gunicorn
 
 ENROLLMENTS = r"/courses/\d+/enrollments$"
@@ -26,12 +26,6 @@ def wait_for(probe, seconds=5.0):
     while not (result := probe()) and time.monotonic() < deadline:
         time.sleep(0.05)
     return result
-
-
-def ledger(database, sql, params=()):
-    with sqlite3.connect(database) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
 
 
 def enroll(base, world, student, label="roster-sync"):

@@ -14,9 +14,9 @@ from openapi_spec_validator import validate
 from ledger_proxy.web import schemas
 
 
-@pytest.fixture
-def proxy(make_proxy, sim, world):
-    return make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]])
+@pytest.fixture(name="proxy")
+def _proxy(admin_proxy):
+    return admin_proxy
 
 
 @pytest.fixture

@@ -18,12 +18,7 @@ import requests
 from canvasapi import Canvas
 from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import assert_canvas_error
-
-
-@pytest.fixture
-def proxy(make_proxy, sim):
-    return make_proxy(sim.url)
+from .helpers import assert_canvas_error, free_port
 
 
 def metric(proxy, name, **labels):
@@ -45,9 +40,15 @@ def closed_port() -> int:
 # Health and readiness
 
 
-def test_healthz_says_ok(proxy):
-    response = requests.get(f"{proxy.url}/healthz", timeout=10)
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+def test_healthz_says_ok(client):
+    response = client.get("/healthz")
+    assert (response.status_code, response.json) == (200, {"status": "ok"})
+
+
+def test_readyz_fails_without_canvas_and_names_it(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["canvas"] and response.json["checks"]["ledger"]["ok"]
 
 
 def test_readyz_checks_the_ledger_and_canvas(proxy):
@@ -221,12 +222,6 @@ def test_a_head_request_is_logged_too(world, proxy, access_lines):
 
 
 # gunicorn with several workers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 ROOT = Path(__file__).resolve().parent.parent

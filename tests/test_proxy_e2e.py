@@ -10,22 +10,11 @@ import requests
 from canvasapi import Canvas
 from canvasapi.exceptions import Forbidden, InvalidAccessToken, ResourceDoesNotExist
 
-from .helpers import raw_request
-
-
-def ledger(proxy, sql, params=()):
-    with sqlite3.connect(proxy.app.config["DATABASE"]) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
+from .helpers import raw_request, ledger_rows as ledger
 
 
 def events(proxy):
     return ledger(proxy, "SELECT * FROM events ORDER BY seq")
-
-
-@pytest.fixture
-def proxy(make_proxy, sim):
-    return make_proxy(sim.url)
 
 
 def test_course_enroll_user_is_recorded_as_created_with_canvas_evidence(world, proxy):

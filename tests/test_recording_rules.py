@@ -10,6 +10,7 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from .helpers import ledger_rows as read_ledger
 from .upstream import Reply
 
 TOKEN = "secret-token-4f1c9a"
@@ -49,9 +50,7 @@ def scripted(app, answers, date_offset=timedelta(0)):
 
 
 def ledger_rows(proxy, table):
-    with sqlite3.connect(proxy.app.config["DATABASE"]) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(f"SELECT * FROM {table}")]
+    return read_ledger(proxy, f"SELECT * FROM {table}")
 
 
 def post_enrollment(proxy, path="/i/roster-sync/api/v1/courses/517/enrollments"):

@@ -22,6 +22,7 @@ from ledger_proxy.core.migrations import migrations
 from ledger_proxy.devserver import BackgroundServer
 
 from .conftest import World
+from .helpers import ledger_rows
 from .test_export import seed_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,9 +59,7 @@ def ledger_path(recorded_ledger, tmp_path, monkeypatch) -> Path:
 
 
 def rows(path, sql="SELECT * FROM events ORDER BY seq", params=()):
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
+    return ledger_rows(path, sql, params)
 
 
 def tamper(path, *statements, params=()):

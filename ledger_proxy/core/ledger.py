@@ -19,6 +19,7 @@ import sqlite_utils
 
 from .chain import GENESIS, event_hash
 from .migrations import migrations
+from .util import as_int, iso, parse_time, utcnow
 from .vocab import COMPLETED, CREATED, PENDING, UNKNOWN
 
 BUSY_TIMEOUT_MS = 10_000
@@ -80,34 +81,6 @@ def check_writable(path: str, timeout: float) -> None:
         connection.execute("ROLLBACK")
     finally:
         connection.close()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import sqlite_utils
 
 from . import ledger, provenance
 from ..upstream.canvas import CanvasClient, enrollments_target
-from .ledger import as_int, parse_time
+from .util import as_int, parse_time
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster
 from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from . import ledger
 from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused, enrollments_target
-from .ledger import as_int, iso, parse_time, utcnow
+from .util import as_int, iso, parse_time, utcnow
 from .vocab import (
     ACTION_BY_DELETED_STATE,
     ACTION_BY_KIND,

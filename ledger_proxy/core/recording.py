@@ -23,6 +23,7 @@ import sqlite_utils
 from ..errors import ProxyError
 from ..upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasUnreachable, http_date, proxy_error, read_answer
 from . import ledger, vocab
+from .util import as_int, parse_time
 
 if TYPE_CHECKING:  # (its request parsing uses Werkzeug; the core only reads an Operation)
     from ..upstream.operations import Operation
@@ -221,21 +222,21 @@ def _events(
         # Canvas answers {"success": true}: the enrollment is the one the path names.
         if not (isinstance(document, dict) and document.get("success")):
             return []
-        enrollment_id = ledger.as_int(operation.enrollment_ref)
+        enrollment_id = as_int(operation.enrollment_ref)
         if enrollment_id is None:
             raise ValueError("accept/reject of an enrollment named by a non-numeric id")
         return [
             ledger.Event(
                 enrollment_id=enrollment_id,
                 action=vocab.ACTION_BY_KIND[kind],
-                course_id=ledger.as_int(operation.course_ref),
+                course_id=as_int(operation.course_ref),
                 enrollment_state=vocab.STATE_AFTER[kind],
             )
         ]
     if not isinstance(document, dict):
         raise ValueError("expected an Enrollment object")
     if kind == "enrollment_create":
-        enrollment_id = ledger.as_int(document.get("id"))
+        enrollment_id = as_int(document.get("id"))
         if enrollment_id is None:
             raise ValueError("the Enrollment has no id")
         action = create_action(
@@ -265,7 +266,7 @@ def create_action(
     """
     if known_to_ledger:
         return vocab.ADOPTED
-    created_at = ledger.parse_time(enrollment.get("created_at"))
+    created_at = parse_time(enrollment.get("created_at"))
     if created_at is not None and created_at < started_at - allowance:
         return vocab.ADOPTED
     return vocab.CREATED

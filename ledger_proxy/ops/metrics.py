@@ -35,6 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..core import ledger
+from ..core.util import parse_time
 from ..core.vocab import UNSETTLED
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class PendingIntents(Collector):
         for status in UNSETTLED:
             number, first = found.get(status, (0, None))
             count.add_metric([status], number)
-            since = ledger.parse_time(first)
+            since = parse_time(first)
             age = (now - since).total_seconds() if since else 0.0
             oldest.add_metric([status], max(age, 0.0))
         return families

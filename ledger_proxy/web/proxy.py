@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
 from ..core import ledger, recording
-from ..core.ledger import utcnow
+from ..core.util import utcnow
 from ..ops import metrics
 from ..upstream.canvas import (
     CANVAS_FAILURES,
