@@ -55,14 +55,19 @@ class SimulatorMiddleware:
         raw_path, _, _ = _raw_target(environ).partition("?")
         if not raw_path.startswith(API_PREFIX):
             return self.app(environ, start_response)
-        body = _read_body(environ)
+        body, complete = _read_body(environ)
         context_id = str(uuid.uuid4())
         environ[CONTEXT_ID_KEY] = context_id
         environ[RAW_PATH_KEY] = raw_path
         environ["PATH_INFO"] = raw_path  # keep %2F inside SIS ids; the views unquote segments
         entry = _log_entry(environ, raw_path, body, context_id)
         entry["at"] = iso(self.state.now())
-        status, headers, payload = self._respond(environ, raw_path, entry)
+        entry["complete"] = complete
+        if complete:
+            status, headers, payload = self._respond(environ, raw_path, entry)
+        else:
+            # Canvas's front end never hands a request whose body was cut short to Rails.
+            status, headers, payload = _incomplete_body(context_id)
         entry["status"] = int(status.split()[0])
         self.state.log_request(entry)
         start_response(status, headers)
@@ -170,23 +175,43 @@ def _raw_target(environ: dict[str, Any]) -> str:
     return f"{path}?{query}" if query else path
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
-    """Read the whole request body once and put a re-readable copy back for the app."""
+def _read_body(environ: dict[str, Any]) -> tuple[bytes, bool]:
+    """Read the whole request body once and put a re-readable copy back for the app.
+
+    The flag is False when the body ended before its Content-Length or its chunked encoding
+    broke off (the client went away mid-request): such a request is logged, never acted on.
+    """
     stream = environ.get("wsgi.input")
     if stream is None:
-        return b""
-    if environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = stream.read(length) if length > 0 else b""
+        return b"", True
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    complete = True
+    try:
+        if environ.get("wsgi.input_terminated"):
+            body = stream.read()
+        else:
+            body = stream.read(length) if length > 0 else b""
+    except Exception:  # the server's own error for a broken chunked body or a lost client
+        body, complete = b"", False
+    if length and len(body) < length:
+        complete = False
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("wsgi.input_terminated", None)
-    return body
+    return body, complete
+
+
+def _incomplete_body(context_id: str) -> Response:
+    body = json.dumps({"errors": [{"message": "the request body was incomplete"}]}).encode()
+    headers = [
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("X-Request-Context-Id", context_id),
+    ]
+    return "400 Bad Request", headers, body
 
 
 def request_headers(environ: dict[str, Any]) -> list[list[str]]:

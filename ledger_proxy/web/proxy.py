@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -160,17 +161,98 @@ def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
     body = _read_client(request.stream, limit + 1)
     if len(body) > limit:
         raise _too_large(limit)
+    length = request.content_length
+    if length is not None and len(body) < length:
+        raise _cut_short(len(body), length)
+    _refuse_extra_bytes()
     return body, _parse(call, request.content_type, body)
 
 
-def _read_client(stream: IO[bytes], size: int) -> bytes:
+NOTHING_SENT = "nothing was sent to Canvas"
+ABANDONED = "the request to Canvas was abandoned before its end, so Canvas did not act on it"
+
+
+def _read_client(stream: IO[bytes], size: int, consequence: str = NOTHING_SENT) -> bytes:
     """Read the client's body; a broken one (bad chunking, a dropped client) is a 400."""
     try:
         return stream.read(size)
     except Exception as exc:  # the WSGI server's own parse errors, OSError, ...
+        _close_after_response()
         raise ProxyError(
-            400, f"the request body could not be read ({type(exc).__name__})"
+            400,
+            f"the request body broke off before it was complete ({type(exc).__name__}); "
+            f"{consequence}",
         ) from None
+
+
+# gunicorn hands a body shorter than its Content-Length over without complaint when the
+# client goes away: every read is counted against the declared length, so that a request the
+# client did not finish is never sent to Canvas as if it were complete.
+
+
+def _cut_short(received: int, declared: int, consequence: str = NOTHING_SENT) -> ProxyError:
+    _close_after_response()
+    return ProxyError(
+        400,
+        f"the request body ended after {received} of its {declared} bytes (Content-Length); "
+        f"{consequence}",
+    )
+
+
+def _refuse_extra_bytes(consequence: str = NOTHING_SENT) -> None:
+    """Bytes already waiting behind a complete body are refused, never a second request.
+
+    A client that sends more than its Content-Length (request smuggling, or a body whose length
+    was miscounted) gets 400 for the whole request and the connection is closed, so the extra
+    bytes are not read as a request of their own. Bytes that arrive later, after the answer,
+    are an ordinary next request on a kept-alive connection.
+    """
+    pending = _pending_bytes(request.environ)
+    if pending:
+        _close_after_response()
+        raise ProxyError(
+            400,
+            f"the request carried {pending} or more bytes after its body (Content-Length "
+            f"{request.content_length}); {consequence}",
+        )
+
+
+def _pending_bytes(environ: dict[str, Any]) -> int:
+    """How many bytes the client has sent beyond the current request (gunicorn; else 0).
+
+    werkzeug's development server closes every connection after one response, so nothing the
+    client sends after a body is ever read there.
+    """
+    reader = getattr(environ.get("wsgi.input"), "reader", None)
+    unreader = getattr(reader, "unreader", None)
+    buffered = getattr(unreader, "buf", None)
+    if buffered is None:
+        return 0
+    held = len(buffered.getvalue())
+    if held:
+        return held
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return 0
+    try:
+        return len(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except OSError:
+        return 0
+
+
+def _close_after_response() -> None:
+    """Have the server close the client's connection once it has answered.
+
+    After a broken or overlong body, where the next request starts on the connection is
+    unknown. gunicorn drops a Connection header set by the application, but closes the
+    connection when the body's `failed` flag is set; werkzeug's development server always
+    closes.
+    """
+    body = request.environ.get("wsgi.input")
+    if hasattr(body, "failed"):
+        body.failed = True
 
 
 class _LimitedBody:
@@ -186,10 +268,17 @@ class _LimitedBody:
         return self._length or 0
 
     def read(self, size: int = -1) -> bytes:
-        data = _read_client(self._stream, CHUNK if size is None or size < 0 else size)
+        """The next piece; raises (so that the upstream request is aborted before its end)
+        when the client's body breaks off, ends early, or carries bytes beyond its length."""
+        data = _read_client(self._stream, CHUNK if size is None or size < 0 else size, ABANDONED)
         self._seen += len(data)
         if self._seen > self._limit:
             raise _too_large(self._limit)
+        if self._length:
+            if not data and self._seen < self._length:
+                raise _cut_short(self._seen, self._length, ABANDONED)
+            if data and self._seen >= self._length:
+                _refuse_extra_bytes(ABANDONED)  # before the last byte goes to Canvas
         return data
 
     def chunks(self) -> Iterator[bytes]:
