@@ -21,6 +21,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .ops.logs import redact_tokens
 
+
 class RedactingRequestHandler(WSGIRequestHandler):
     """werkzeug's request log line, without tokens sent as query parameters."""
 

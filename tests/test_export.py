@@ -16,10 +16,11 @@ import requests
 from canvasapi import Canvas
 from click.testing import CliRunner
 
-from ledger_proxy.core import export
 from ledger_proxy.cli import main
+from ledger_proxy.core import export
 
-from .helpers import assert_canvas_error, ledger_rows as ledger
+from .helpers import assert_canvas_error
+from .helpers import ledger_rows as ledger
 
 # The columns the issue names (as the ledger calls them), each present in every export.
 ISSUE_COLUMNS = (

@@ -3,7 +3,6 @@ ledger, and afterwards the ledger matches what the simulator says Canvas really 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
@@ -12,7 +11,8 @@ from click.testing import CliRunner
 
 from ledger_proxy.cli import main
 
-from .helpers import assert_canvas_error, ledger_rows as ledger
+from .helpers import assert_canvas_error
+from .helpers import ledger_rows as ledger
 from .processes import gunicorn
 
 ENROLLMENTS = r"/courses/\d+/enrollments$"

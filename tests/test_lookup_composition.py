@@ -58,7 +58,10 @@ def recorded_create(db, enrollment_id: int, integration: str = "sync") -> None:
     )  # fmt: skip
 
 
-def run(db, canvas, query=lookup.Query("courses", "7"), **kwargs: Any) -> dict[str, Any]:
+COURSE = lookup.Query("courses", "7")
+
+
+def run(db, canvas, query=COURSE, **kwargs: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"sis_reader": None, "allowance": ALLOWANCE, **kwargs}
     return lookup.run(db, canvas, "caller", query, **options)
 

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_proxy.upstream.operations import MalformedBody, classify, parse_params
 from ledger_proxy.upstream.forwarding import BadRequestTarget, check_request_target
+from ledger_proxy.upstream.operations import MalformedBody, classify, parse_params
 
 CONTENT_TYPES = st.sampled_from(
     [

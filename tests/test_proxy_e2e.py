@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,8 @@ import requests
 from canvasapi import Canvas
 from canvasapi.exceptions import Forbidden, InvalidAccessToken, ResourceDoesNotExist
 
-from .helpers import raw_request, ledger_rows as ledger
+from .helpers import ledger_rows as ledger
+from .helpers import raw_request
 
 
 def events(proxy):

@@ -6,13 +6,18 @@ import json
 
 import pytest
 
-from ledger_proxy.upstream.operations import MalformedBody, classify, may_be_overridden, parse_params
 from ledger_proxy.upstream.forwarding import (
     BadRequestTarget,
     check_request_target,
     end_to_end,
     rewrite_canvas_url,
     rewrite_link_header,
+)
+from ledger_proxy.upstream.operations import (
+    MalformedBody,
+    classify,
+    may_be_overridden,
+    parse_params,
 )
 
 

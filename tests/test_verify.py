@@ -15,8 +15,8 @@ from canvasapi import Canvas
 from click.testing import CliRunner
 
 from ledger_proxy import create_app
-from ledger_proxy.core import export
 from ledger_proxy.cli import main
+from ledger_proxy.core import export
 from ledger_proxy.core.ledger import initialise
 from ledger_proxy.core.migrations import migrations
 from ledger_proxy.devserver import BackgroundServer

@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from . import ledger, provenance
 from ..upstream.canvas import CanvasClient, enrollments_target
-from .util import as_int, parse_time
+from . import ledger, provenance
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster
+from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
 
 PAGE_SIZE = 100

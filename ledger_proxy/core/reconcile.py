@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import sqlite_utils
 
-from . import ledger
 from ..upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused, enrollments_target
+from . import ledger
 from .util import as_int, iso, parse_time, utcnow
 from .vocab import (
     ACTION_BY_DELETED_STATE,

@@ -21,7 +21,14 @@ import requests
 import sqlite_utils
 
 from ..errors import ProxyError
-from ..upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasUnreachable, http_date, proxy_error, read_answer
+from ..upstream.canvas import (
+    CANVAS_FAILURES,
+    CanvasAnswerCut,
+    CanvasUnreachable,
+    http_date,
+    proxy_error,
+    read_answer,
+)
 from . import ledger, vocab
 from .util import as_int, parse_time
 
@@ -132,7 +139,9 @@ def record(
         events = settle(db, intent, operation, answer, allowance=allowance)
     except Exception:
         # Canvas acted and the client must hear so; the intent stays pending for reconciliation.
-        log.exception("request %s: the outcome could not be written to the ledger", intent.request_id)
+        log.exception(
+            "request %s: the outcome could not be written to the ledger", intent.request_id
+        )
         return Recorded(answer)
     if events:
         log.info(
@@ -246,7 +255,8 @@ def _events(
             known_to_ledger=ledger.is_known(db, enrollment_id),
         )
     elif kind == "enrollment_delete":
-        action = vocab.ACTION_BY_DELETED_STATE.get(document.get("enrollment_state", ""), vocab.UPDATED)
+        state = document.get("enrollment_state", "")
+        action = vocab.ACTION_BY_DELETED_STATE.get(state, vocab.UPDATED)
     else:
         action = vocab.ACTION_BY_KIND[kind]
     return [ledger.Event.from_canvas(document, action)]

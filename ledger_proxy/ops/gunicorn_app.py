@@ -31,6 +31,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
 def run_gunicorn(app: Any, *, bind: str, workers: int, threads: int) -> None:
     """gunicorn_conf's settings, listening on `bind`; the worker timeout follows the app's
     own Canvas timeouts (which instance/config.py may set, beyond gunicorn_conf's sight)."""
-    timeout = gunicorn_conf.worker_timeout(app.config["CONNECT_TIMEOUT"], app.config["READ_TIMEOUT"])
+    config = app.config
+    timeout = gunicorn_conf.worker_timeout(config["CONNECT_TIMEOUT"], config["READ_TIMEOUT"])
     options = {"bind": bind, "workers": workers, "threads": threads, "timeout": timeout}
     _Application(app, options).run()

@@ -21,9 +21,9 @@ from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
 
 from .. import __version__
+from ..core.ledger import Actor
 from ..errors import ProxyError
 from .forwarding import canvas_part
-from ..core.ledger import Actor
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import current_app, request
 
 from ..core import ledger
-from . import session as web_session
-from ..upstream.canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
 from ..errors import forbidden, invalid_token, unauthenticated
 from ..runtime import get_db, runtime
+from ..upstream.canvas import CANVAS_FAILURES, bearer_token, proxy_error, token_hash
+from . import session as web_session
 
 
 def caller_token() -> str:

@@ -1,4 +1,4 @@
-"""The dashboard's sign-in flow at /ledger/: a pasted Canvas token or Canvas OAuth2, and sign-out."""
+"""The dashboard's sign-in flow at /ledger/: a pasted Canvas token or Canvas OAuth2; sign-out."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from ..runtime import get_db, runtime

@@ -30,9 +30,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..core import lookup
-from . import session as web_session
-from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from ..core.vocab import VERDICTS
+from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
+from . import session as web_session
 from .lookup import sources
 
 log = logging.getLogger(__name__)

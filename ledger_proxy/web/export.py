@@ -9,9 +9,9 @@ from flask import Blueprint, jsonify, request, stream_with_context
 from werkzeug.wrappers import Response
 
 from ..core import export, ledger
-from .access import require_admin
-from ..runtime import get_db
 from ..errors import ProxyError
+from ..runtime import get_db
+from .access import require_admin
 from .schemas import ExportArgs, load_args
 
 bp = Blueprint("export", __name__, url_prefix="/ledger/v1")

@@ -10,10 +10,10 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.wrappers import Response
 
 from ..core import lookup, provenance
-from .access import caller_token
+from ..runtime import get_db, runtime
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from ..upstream.forwarding import end_to_end
-from ..runtime import get_db, runtime
+from .access import caller_token
 from .schemas import LookupArgs, load_args
 
 bp = Blueprint("lookup", __name__, url_prefix="/ledger/v1")

@@ -16,7 +16,9 @@ from werkzeug.wrappers import Response
 
 from ..core import ledger, recording
 from ..core.util import utcnow
+from ..errors import ProxyError, error_response
 from ..ops import metrics
+from ..runtime import get_db, runtime
 from ..upstream.canvas import (
     CANVAS_FAILURES,
     CanvasAnswerCut,
@@ -24,8 +26,6 @@ from ..upstream.canvas import (
     request_token,
     token_hash,
 )
-from ..upstream.operations import MalformedBody, Operation, classify, may_be_overridden, parse_params, redact
-from ..errors import ProxyError, error_response
 from ..upstream.forwarding import (
     INTEGRATION_HEADER,
     REQUEST_ID_HEADER,
@@ -35,7 +35,14 @@ from ..upstream.forwarding import (
     request_headers,
     response_headers,
 )
-from ..runtime import get_db, runtime
+from ..upstream.operations import (
+    MalformedBody,
+    Operation,
+    classify,
+    may_be_overridden,
+    parse_params,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
