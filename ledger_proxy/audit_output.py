@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 import click
 
+from .core.vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN
 from .upstream.canvas import CanvasRefused
 
 CSV_COLUMNS = (
@@ -30,11 +31,11 @@ CSV_COLUMNS = (
     "reason",
 )
 COLOURS = {
-    "integration": "green",
-    "sis": "blue",
-    "manual": "yellow",
-    "pending": "magenta",
-    "unknown": "white",
+    INTEGRATION: "green",
+    SIS: "blue",
+    MANUAL: "yellow",
+    PENDING: "magenta",
+    UNKNOWN: "white",
 }
 
 

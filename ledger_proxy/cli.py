@@ -247,6 +247,7 @@ def audit(
 
     from . import audit_output
     from .core import ledger, lookup
+    from .core.vocab import MANUAL
     from .upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
 
     settings = _settings()
@@ -254,7 +255,7 @@ def audit(
         "sections" if section else "courses",
         course_id,
         include_deleted,
-        "manual" if manual_only else None,
+        MANUAL if manual_only else None,
     )
     progress = audit_output.Progress(sys.stderr)
     db = ledger.connect(settings["DATABASE"])

@@ -26,7 +26,9 @@ from .util import as_int, iso, parse_time, utcnow
 from .vocab import (
     ACTION_BY_DELETED_STATE,
     ACTION_BY_KIND,
+    ADOPTED,
     ALL_STATES,
+    CREATED,
     FAILED,
     STATE_AFTER,
     STATE_AFTER_TASK,
@@ -162,25 +164,25 @@ def _settle_create(
         # Canvas answered since has already shown the ledger the row (as adopted).
         row = made[0]
         view = ledger.current_enrollment(db, as_int(row.get("id")) or 0)
-        if view is not None and view["origin_action"] == "created":
+        if view is not None and view["origin_action"] == CREATED:
             evidence = (
                 f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, but "
                 f"the ledger already has request {view['origin_request_id']} creating it"
             )
-            return _record(db, request, row, "adopted", evidence)
+            return _record(db, request, row, ADOPTED, evidence)
         known = view is not None
         evidence = (
             f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, while "
             "the request was in flight" + ("; a later request already returned it" if known else "")
         )
-        return _record(db, request, row, "created", evidence)
+        return _record(db, request, row, CREATED, evidence)
     if before:
         row = before[0]
         evidence = (
             f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, before "
             "the request: it can only have re-enrolled that row"
         )
-        return _record(db, request, row, "adopted", evidence)
+        return _record(db, request, row, ADOPTED, evidence)
     later = [row.get("id") for created, row in timed if created is not None and created > latest]
     evidence = f"Canvas has no enrollment for {scope[:-1]} {ref}, user {user_ref} made by it"
     if later:

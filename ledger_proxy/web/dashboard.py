@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..core import lookup
-from ..core.vocab import VERDICTS
+from ..core.vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from . import session as web_session
 from .lookup import sources
@@ -41,18 +41,18 @@ bp = Blueprint("dashboard", __name__, url_prefix="/ledger")
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 VERDICT_LABELS = {
-    "integration": "Integration",
-    "sis": "SIS",
-    "manual": "Manual",
-    "pending": "Pending",
-    "unknown": "Unknown",
+    INTEGRATION: "Integration",
+    SIS: "SIS",
+    MANUAL: "Manual",
+    PENDING: "Pending",
+    UNKNOWN: "Unknown",
 }
 VERDICT_MEANINGS = {
-    "integration": "The ledger saw Canvas create it for a request through the proxy.",
-    "sis": "Canvas shows an SIS import id, or it matches the loaded SIS roster.",
-    "manual": "Not made through the proxy nor by SIS: the web UI, or a script bypassing it.",
-    "pending": "A request through the proxy may have made it; its outcome is not settled yet.",
-    "unknown": "Not seen by the proxy, and Canvas hides SIS fields from you: SIS not ruled out.",
+    INTEGRATION: "The ledger saw Canvas create it for a request through the proxy.",
+    SIS: "Canvas shows an SIS import id, or it matches the loaded SIS roster.",
+    MANUAL: "Not made through the proxy nor by SIS: the web UI, or a script bypassing it.",
+    PENDING: "A request through the proxy may have made it; its outcome is not settled yet.",
+    UNKNOWN: "Not seen by the proxy, and Canvas hides SIS fields from you: SIS not ruled out.",
 }
 # Canvas's built-in enrollment types, as its web UI names them (custom roles show their name).
 ROLE_NAMES = {

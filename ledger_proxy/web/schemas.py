@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
-from ..core.vocab import ACTIONS, VERDICTS
+from ..core.vocab import ACTIONS, ADOPTED, CREATED, VERDICTS
 from ..errors import ProxyError
 
 # Requests
@@ -120,7 +120,7 @@ class LedgerEvidence(Schema):
         "created (the proxy saw Canvas make it) or adopted (it existed before the proxy first "
         "touched it, by a re-enrollment or a change).",
         required=True,
-        validate=validate.OneOf(("created", "adopted")),
+        validate=validate.OneOf((CREATED, ADOPTED)),
     )
     first_action = _text(
         "The first action the ledger recorded: created, adopted, or a change (deleted, ...).",
