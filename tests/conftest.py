@@ -91,10 +91,6 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
-@pytest.fixture
-def runner(app: Any) -> Any:
-    return app.test_cli_runner()
-
 
 class World:
     """A simulated Canvas with an admin, a teacher, students and one course with two sections."""
