@@ -22,11 +22,20 @@ from .. import ledger, metrics, recording
 from ..canvas import (
     CANVAS_FAILURES,
     CanvasUnreachable,
+    bearer_token,
     proxy_error,
     request_token,
     token_hash,
 )
-from ..classify import MalformedBody, Operation, classify, may_be_overridden, parse_params, redact
+from ..classify import (
+    MalformedBody,
+    Operation,
+    RequestParams,
+    classify,
+    may_be_overridden,
+    redact,
+    request_params,
+)
 from ..db import get_db
 from ..errors import ProxyError, error_response
 from ..forwarding import (
@@ -35,6 +44,7 @@ from ..forwarding import (
     BadRequestTarget,
     check_label,
     check_request_target,
+    connection_tokens,
     request_headers,
     response_headers,
 )
@@ -61,18 +71,18 @@ def forward(_rest: str = "", label: str | None = None) -> Response:
         operation = classify(call.method, call.path)
         overridable = operation is None and may_be_overridden(call.method, call.path)
         if overridable or (operation and operation.reads_body):
-            body, params = _parsed_body(call)
+            body, parsed = _parsed_body(call)
             if overridable:  # Rails' Rack::MethodOverride: POST with _method=DELETE and kin
-                override = request.headers.get("X-HTTP-Method-Override") or params.get("_method")
-                if isinstance(override, str):
-                    operation = classify(override.upper(), call.path)
+                override = parsed.method_override(call.header("X-HTTP-Method-Override"))
+                if override:
+                    operation = classify(override, call.path)
         else:
             body = _streamed_body(current_app.config["MAX_BODY_BYTES"])
-            params = _parse(call, None, b"") if operation else {}
+            parsed = _parse(call, None, b"")
         if operation is None:
             response = _forward_plain(call, body)
         else:
-            response = _forward_recorded(call, operation, body, params)
+            response = _forward_recorded(call, operation, body, parsed)
     except ProxyError as exc:
         response = exc.response()
     response.headers[REQUEST_ID_HEADER] = request_id
@@ -89,10 +99,16 @@ class Call:
     query: str  # raw
     integration: str | None
     client_base: str  # what the client used as its Canvas base URL
+    headers: list[tuple[str, str]]  # exactly the headers sent on to Canvas
 
     @property
     def target(self) -> str:
         return self.path + (f"?{self.query}" if self.query else "")
+
+    def header(self, name: str) -> str | None:
+        """A header as Canvas will receive it (None when absent or not forwarded)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
 
 
 def _incoming(request_id: str, label: str | None) -> Call:
@@ -111,7 +127,8 @@ def _incoming(request_id: str, label: str | None) -> Call:
     client_base = request.host_url.rstrip("/") + request.script_root
     if label:
         client_base += f"/i/{label}"
-    return Call(request_id, request.method, path, query, integration, client_base)
+    headers = request_headers(request.headers.items())
+    return Call(request_id, request.method, path, query, integration, client_base, headers)
 
 
 def _raw_target() -> str:
@@ -149,14 +166,14 @@ def _too_large(limit: int) -> ProxyError:
     return ProxyError(413, f"the request body is larger than {limit} bytes")
 
 
-def _parse(call: Call, content_type: str | None, body: bytes) -> dict[str, Any]:
+def _parse(call: Call, content_type: str | None, body: bytes) -> RequestParams:
     try:
-        return parse_params(call.query, content_type, body)
+        return request_params(call.query, content_type, body, call.method)
     except MalformedBody as exc:
         raise ProxyError(400, f"{exc}; nothing was sent to Canvas") from None
 
 
-def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
+def _parsed_body(call: Call) -> tuple[bytes, RequestParams]:
     """The whole (small) body of a request the ledger reads, and its parameters."""
     limit = current_app.config["MAX_PARSED_BODY_BYTES"]
     if request.content_length is not None and request.content_length > limit:
@@ -168,7 +185,7 @@ def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
     if length is not None and len(body) < length:
         raise _cut_short(len(body), length)
     _refuse_extra_bytes()
-    return body, _parse(call, request.content_type, body)
+    return body, _parse(call, call.header("Content-Type"), body)
 
 
 NOTHING_SENT = "nothing was sent to Canvas"
@@ -313,10 +330,9 @@ class UpstreamFailure(ProxyError):
 
 
 def _send(call: Call, body: Any) -> requests.Response:
-    headers = request_headers(request.headers.items())
     try:
         with metrics.canvas_timer(call.method):
-            return runtime().canvas.send(call.method, call.target, headers, body)
+            return runtime().canvas.send(call.method, call.target, call.headers, body)
     except CANVAS_FAILURES as exc:
         error = proxy_error(exc)
         raise UpstreamFailure(
@@ -355,13 +371,41 @@ def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | Non
         return None
 
 
+# Headers a client may name in Connection so that the proxy drops them, though they decide
+# who Canvas acts as or how it reads the body: on a recorded request that is refused.
+GUARDED_HEADERS = frozenset({"authorization", "content-type", "content-length"})
+
+
+def _token(call: Call, parsed: RequestParams) -> str | None:
+    """The token Canvas will act with, from exactly what is forwarded: the Bearer header,
+    else the access_token parameter (query string over body). Conflicting sources are refused,
+    so that the ledger can never name another user than the one Canvas acted as."""
+    dropped = connection_tokens(request.headers.items()) & GUARDED_HEADERS
+    if dropped:
+        raise ProxyError(
+            400,
+            f"the Connection header names {', '.join(sorted(dropped))}, which decide whom "
+            "Canvas acts as or how it reads the body; nothing was sent to Canvas",
+        )
+    header = bearer_token(call.header("Authorization"))
+    given = ([header] if header else []) + parsed.tokens()
+    if len(set(given)) > 1:
+        raise ProxyError(
+            400,
+            "the request carries different access tokens (Authorization header, access_token "
+            "in the query string or the body); nothing was sent to Canvas",
+        )
+    return request_token(call.header("Authorization"), parsed.params)
+
+
 def _forward_recorded(
-    call: Call, operation: Operation, body: Any, params: dict[str, Any]
+    call: Call, operation: Operation, body: Any, parsed: RequestParams
 ) -> Response:
     """Write the intent, forward, then record the outcome from Canvas's answer."""
     rt = runtime()
     db = get_db()
-    token = request_token(request.headers.get("Authorization"), params)
+    params = parsed.params
+    token = _token(call, parsed)
     hashed = token_hash(rt.token_key, token) if token else None
     intent = ledger.Intent(
         request_id=call.request_id,
@@ -372,7 +416,7 @@ def _forward_recorded(
         integration=call.integration,
         actor=_actor(db, token, hashed),
         token_hash=hashed,
-        user_agent=request.headers.get("User-Agent"),
+        user_agent=call.header("User-Agent"),
         course_ref=operation.course_ref,
         section_ref=operation.section_ref,
         enrollment_ref=operation.enrollment_ref,
