@@ -66,6 +66,7 @@ OUTSIDE_API = "ledger-proxy forwards only /api/ and /i/<label>/api/ paths"
 def forward(_rest: str = "", label: str | None = None) -> Response:
     request_id = uuid.uuid4().hex
     body: Any
+    parsed: RequestParams | None
     try:
         call = _incoming(request_id, label)
         operation = classify(call.method, call.path)
@@ -78,8 +79,8 @@ def forward(_rest: str = "", label: str | None = None) -> Response:
                     operation = classify(override, call.path)
         else:
             body = _streamed_body(current_app.config["MAX_BODY_BYTES"])
-            parsed = _parse(call, None, b"")
-        if operation is None:
+            parsed = _parse(call, None, b"") if operation else None
+        if operation is None or parsed is None:
             response = _forward_plain(call, body)
         else:
             response = _forward_recorded(call, operation, body, parsed)
