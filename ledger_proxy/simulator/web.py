@@ -53,6 +53,9 @@ def add_canvas_headers(response: Response) -> Response:
     caller: User | None = g.get("caller")
     if caller is not None:
         response.headers["X-Canvas-User-Id"] = str(caller.id)
+    real: User | None = g.get("real_caller")
+    if real is not None:
+        response.headers["X-Canvas-Real-User-Id"] = str(real.id)
     return response
 
 
@@ -111,8 +114,21 @@ def authenticate() -> User:
     user = sim_state().user_for_token(token)
     if user is None:
         raise errors.invalid_token()
-    g.caller = user
-    return user
+    g.caller = _masquerade(user)
+    return g.caller
+
+
+def _masquerade(real: User) -> User:
+    """`as_user_id` (an id or `sis_user_id:X`): an admin acts as that user (§9)."""
+    wanted = request_params().get("as_user_id")
+    if wanted is None or wanted == "":
+        return real
+    target = sim_state().find_user(str(wanted), real) if real.admin else None
+    if target is None:
+        raise errors.ApiError(401, {"errors": "Invalid as_user_id"})
+    if target.id != real.id:
+        g.real_caller = real
+    return target
 
 
 def base_url() -> str:
@@ -141,6 +157,7 @@ def request_context(channel: str = "api") -> Context:
     return Context(
         channel=channel,
         actor_user_id=caller.id if caller else None,
+        real_user_id=g.real_caller.id if g.get("real_caller") else None,
         request_context_id=request.environ.get(CONTEXT_ID_KEY),
         user_agent=request.headers.get("User-Agent"),
     )
