@@ -160,9 +160,9 @@ def running_process(
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                requests.get(found[0] + probe, timeout=2)
+                requests.get(found[0] + probe, timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting (busy machine)
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{argv[0]} does not answer:\n" + "".join(log)) from None
                 time.sleep(0.05)
