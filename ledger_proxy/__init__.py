@@ -93,6 +93,9 @@ def create_app(
             500, "ledger-proxy hit an internal error", error_code="internal_server_error"
         )
 
+    from .upstream.forwarding import SqueezeSlashes
+
+    app.wsgi_app = SqueezeSlashes(app.wsgi_app)  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -155,7 +155,7 @@ def running_process(
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                requests.get(found[0] + probe, timeout=2)
+                requests.get(found[0] + probe, timeout=5)
                 break
             # A worker still booting on a loaded machine may not answer within the probe's
             # timeout: that is not yet, like a refused connection, until the deadline.

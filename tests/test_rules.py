@@ -18,6 +18,7 @@ from ledger_proxy.upstream.operations import (
     classify,
     may_be_overridden,
     parse_params,
+    request_params,
 )
 
 
@@ -61,7 +62,14 @@ def test_only_posts_on_enrollment_members_may_be_method_overrides():
         pytest.param("", "application/json", json.dumps({"enrollment": {"user_id": "sis_user_id:s1", "role_id": 3, "notify": True}}).encode(),
                      {"enrollment[user_id]": "sis_user_id:s1", "enrollment[role_id]": 3, "enrollment[notify]": True}, id="nested-json"),
         pytest.param("per_page=10&per_page=100", None, b"", {"per_page": "100"}, id="last-repeated-key-wins"),
-        pytest.param("enrollment[user_id]=1", "application/x-www-form-urlencoded", b"enrollment[user_id]=2", {"enrollment[user_id]": "2"}, id="body-after-query"),
+        # Rails: request_parameters.merge(query_parameters), a shallow merge: the query string
+        # wins, and its top-level name replaces that whole name from the body.
+        pytest.param("enrollment[user_id]=1", "application/x-www-form-urlencoded", b"enrollment[user_id]=2", {"enrollment[user_id]": "1"}, id="query-over-body"),
+        pytest.param("enrollment[type]=TaEnrollment", "application/x-www-form-urlencoded", b"enrollment[user_id]=2&notify=1",
+                     {"enrollment[type]": "TaEnrollment", "notify": "1"}, id="query-name-replaces-body-name"),
+        pytest.param("", "application/vnd.api+json", json.dumps({"access_token": "t"}).encode(), {}, id="vnd-api-json-not-parsed"),
+        pytest.param("", "text/x-json", json.dumps({"a": 1}).encode(), {"a": 1}, id="rails-json-synonym"),
+        pytest.param("", None, b"enrollment[user_id]=5", {"enrollment[user_id]": "5"}, id="post-without-content-type-is-a-form"),
         pytest.param("", "application/x-www-form-urlencoded", b"user_ids[]=1&user_ids[]=2", {"user_ids[]": ["1", "2"]}, id="arrays"),
         pytest.param("", "application/json", json.dumps({"user_ids": [1, 2]}).encode(), {"user_ids[]": [1, 2]}, id="json-arrays"),
         pytest.param("", "text/plain", b"anything", {}, id="other-content-type-ignored"),
@@ -69,6 +77,45 @@ def test_only_posts_on_enrollment_members_may_be_method_overrides():
 )
 def test_parse_params(query, content_type, body, expected):
     assert parse_params(query, content_type, body) == expected
+
+
+def test_only_a_post_without_content_type_is_read_as_a_form():
+    assert parse_params("", None, b"access_token=t", method="DELETE") == {}
+    assert parse_params("", None, b"access_token=t", method="POST") == {"access_token": "t"}
+
+
+@pytest.mark.parametrize(
+    ("query", "content_type", "body", "header", "expected"),
+    [
+        pytest.param("", "application/x-www-form-urlencoded", b"_method=delete", None, "DELETE", id="form"),
+        pytest.param("", "application/x-www-form-urlencoded", b"_method=put", "DELETE", "PUT", id="form-before-header"),
+        pytest.param("", "application/x-www-form-urlencoded", b"", "DELETE", "DELETE", id="header"),
+        pytest.param("_method=DELETE", None, b"", None, None, id="query-is-not-read"),
+        pytest.param("", "application/json", b'{"_method": "DELETE"}', None, None, id="json-is-not-read"),
+        pytest.param("", "application/x-www-form-urlencoded", b"_method=explode", "DELETE", None, id="not-a-method"),
+    ],
+)
+def test_method_override_as_rack_does_it(query, content_type, body, header, expected):
+    assert request_params(query, content_type, body).method_override(header) == expected
+
+
+def test_tokens_from_every_place_canvas_reads_them():
+    parsed = request_params("access_token=q", "application/json", b'{"access_token": "b"}')
+    assert parsed.tokens() == ["q", "b"]
+    assert parsed.params["access_token"] == "q"
+    assert request_params("", "application/vnd.api+json", b'{"access_token": "b"}').tokens() == []
+
+
+@pytest.mark.parametrize("depth", [101, 5000])
+def test_json_nested_deeper_than_ruby_allows_is_malformed(depth):
+    body = ("[" * (depth - 1) + "]" * (depth - 1)).encode()
+    with pytest.raises(MalformedBody, match="nested deeper"):
+        parse_params("", "application/json", b'{"a": ' + body + b"}")
+
+
+def test_json_nested_as_deep_as_ruby_allows_is_fine():
+    body = b'{"a": ' + b"[" * 99 + b"]" * 99 + b"}"
+    assert parse_params("", "application/json", body) == {}
 
 
 def test_parse_multipart():

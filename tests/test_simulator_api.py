@@ -496,3 +496,26 @@ def test_bulk_enrollment_progress(sim: SimulatorClient) -> None:
     invalid = sim.api("POST", "accounts/1/bulk_enrollment", ADMIN_TOKEN, data={"enrollment_type": "Nope"})
     assert (invalid.status_code, invalid.json()) == (400, {"errors": "Invalid enrollment type."})
     assert sim.api("POST", "accounts/1/bulk_enrollment", TEACHER_TOKEN).status_code == 403
+
+
+def test_an_admin_masquerading_acts_as_the_user(world, sim):
+    student = world.students[0]
+    response = sim.api(
+        "POST", f"courses/{world.course['id']}/enrollments", world.admin["token"],
+        params={"as_user_id": world.teacher["id"]},
+        data={"enrollment[user_id]": student["id"], "enrollment[type]": "StudentEnrollment"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Canvas-User-Id"] == str(world.teacher["id"])
+    assert response.headers["X-Canvas-Real-User-Id"] == str(world.admin["id"])
+    origin = world.truth(response.json()["id"])["origin"]
+    assert (origin["actor_user_id"], origin["real_user_id"]) == (world.teacher["id"], world.admin["id"])
+
+
+@pytest.mark.parametrize("who", ["teacher", "unknown-target"])
+def test_masquerading_without_the_right_is_refused(world, sim, who):
+    token = world.teacher["token"] if who == "teacher" else world.admin["token"]
+    target = world.students[0]["id"] if who == "teacher" else "sis_user_id:NOBODY"
+    response = sim.api("GET", "users/self", token, params={"as_user_id": target})
+    assert response.status_code == 401
+    assert response.json() == {"errors": "Invalid as_user_id"}

@@ -145,6 +145,7 @@ def change_state(
 def origin(ctx: Context, at: datetime) -> dict[str, Any]:
     return {
         "channel": ctx.channel, "actor_user_id": ctx.actor_user_id,
+        "real_user_id": ctx.real_user_id,
         "request_context_id": ctx.request_context_id, "user_agent": ctx.user_agent,
         "sis_import_id": ctx.sis_import_id, "created_at": iso(at),
     }
@@ -157,7 +158,8 @@ def record(
     """Append one ground-truth history entry to the enrollment."""
     entry = {
         "at": iso(at), "channel": ctx.channel, "action": action,
-        "actor_user_id": ctx.actor_user_id, "request_context_id": ctx.request_context_id,
+        "actor_user_id": ctx.actor_user_id, "real_user_id": ctx.real_user_id,
+        "request_context_id": ctx.request_context_id,
         "user_agent": ctx.user_agent, "sis_import_id": ctx.sis_import_id,
         "from_state": from_state, "to_state": to_state,
     }

@@ -101,6 +101,7 @@ class Context:
 
     channel: str
     actor_user_id: int | None = None
+    real_user_id: int | None = None  # the admin masquerading as actor_user_id (as_user_id)
     request_context_id: str | None = None
     user_agent: str | None = None
     sis_import_id: int | None = None

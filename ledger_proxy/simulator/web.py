@@ -13,7 +13,12 @@ from ledger_proxy.simulator.models import Context, User
 from ledger_proxy.simulator.params import Params, flatten_json
 from ledger_proxy.simulator.serialize import Viewer, stringify_ids
 from ledger_proxy.simulator.state import SimulatorState
-from ledger_proxy.simulator.wire import CONTEXT_ID_KEY, RAW_PATH_KEY, ruby_float
+from ledger_proxy.simulator.wire import (
+    CONTEXT_ID_KEY,
+    METHOD_OVERRIDE_ORIGINAL,
+    RAW_PATH_KEY,
+    ruby_float,
+)
 
 EXTENSION_KEY = "canvas_simulator"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -48,27 +53,49 @@ def add_canvas_headers(response: Response) -> Response:
     caller: User | None = g.get("caller")
     if caller is not None:
         response.headers["X-Canvas-User-Id"] = str(caller.id)
+    real: User | None = g.get("real_caller")
+    if real is not None:
+        response.headers["X-Canvas-Real-User-Id"] = str(real.id)
     return response
 
 
+JSON_MIMETYPES = ("application/json", "text/x-json", "application/jsonrequest")
+
+
 def request_params() -> Params:
-    """Query-string pairs, then body pairs (form, multipart or nested JSON)."""
+    """Rails' `params`: the body's pairs, then the query string's over them.
+
+    Rails merges `request_parameters.merge(query_parameters)`, a shallow merge: a top-level
+    name in the query string (`enrollment`) replaces that whole name from the body. JSON is
+    read only for Rails' JSON MIME types; a POST body without a Content-Type is a form, as
+    Rack reads it; any other body gives no parameters.
+    """
     if "params" in g:
         cached: Params = g.params
         return cached
-    query = request.query_string.decode("utf-8", errors="replace")
-    params = Params(parse_qsl(query, keep_blank_values=True))
-    if request.mimetype == "application/json":
+    query = parse_qsl(request.query_string.decode("utf-8", errors="replace"), keep_blank_values=True)
+    body: list[tuple[str, Any]] = []
+    if request.mimetype in JSON_MIMETYPES:
         try:
             document = json.loads(request.get_data(cache=True) or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):
             document = None
         if isinstance(document, dict):
-            params.extend(flatten_json(document))
+            body = flatten_json(document)
     elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        params.extend(request.form.items(multi=True))
+        body = list(request.form.items(multi=True))
+    elif not request.mimetype and rack_original_method() == "POST":
+        raw = request.get_data(cache=True).decode("utf-8", errors="replace")
+        body = parse_qsl(raw, keep_blank_values=True)
+    shadowed = {name.split("[", 1)[0] for name, _ in query}
+    params = Params([(k, v) for k, v in body if k.split("[", 1)[0] not in shadowed])
+    params.extend(query)
     g.params = params
     return params
+
+
+def rack_original_method() -> str:
+    return str(request.environ.get(METHOD_OVERRIDE_ORIGINAL, request.method))
 
 
 def query_pairs() -> list[tuple[str, str]]:
@@ -87,8 +114,21 @@ def authenticate() -> User:
     user = sim_state().user_for_token(token)
     if user is None:
         raise errors.invalid_token()
-    g.caller = user
-    return user
+    g.caller = _masquerade(user)
+    return g.caller
+
+
+def _masquerade(real: User) -> User:
+    """`as_user_id` (an id or `sis_user_id:X`): an admin acts as that user (§9)."""
+    wanted = request_params().get("as_user_id")
+    if wanted is None or wanted == "":
+        return real
+    target = sim_state().find_user(str(wanted), real) if real.admin else None
+    if target is None:
+        raise errors.ApiError(401, {"errors": "Invalid as_user_id"})
+    if target.id != real.id:
+        g.real_caller = real
+    return target
 
 
 def base_url() -> str:
@@ -117,6 +157,7 @@ def request_context(channel: str = "api") -> Context:
     return Context(
         channel=channel,
         actor_user_id=caller.id if caller else None,
+        real_user_id=g.real_caller.id if g.get("real_caller") else None,
         request_context_id=request.environ.get(CONTEXT_ID_KEY),
         user_agent=request.headers.get("User-Agent"),
     )

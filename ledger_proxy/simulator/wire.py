@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from ledger_proxy.simulator.errors import internal_error_body
 from ledger_proxy.simulator.models import iso
@@ -19,6 +19,10 @@ from ledger_proxy.simulator.state import FaultRule, SimulatorState
 API_PREFIX = "/api/"
 CONTEXT_ID_KEY = "canvas_simulator.request_context_id"
 RAW_PATH_KEY = "canvas_simulator.raw_path"
+METHOD_OVERRIDE_ORIGINAL = "rack.methodoverride.original_method"
+RACK_METHODS = frozenset(
+    {"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "LINK", "UNLINK"}
+)
 THROTTLE_BODIES = {
     403: b"403 Forbidden (Rate Limit Exceeded)\n",
     429: b"429 Too Many Requests (Rate Limit Exceeded)\n",
@@ -64,6 +68,7 @@ class SimulatorMiddleware:
         entry["at"] = iso(self.state.now())
         entry["complete"] = complete
         if complete:
+            _method_override(environ, body)
             status, headers, payload = self._respond(environ, raw_path, entry)
         else:
             # Canvas's front end never hands a request whose body was cut short to Rails.
@@ -202,6 +207,39 @@ def _read_body(environ: dict[str, Any]) -> tuple[bytes, bool]:
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("wsgi.input_terminated", None)
     return body, complete
+
+
+def _method_override(environ: dict[str, Any], body: bytes) -> None:
+    """Rack::MethodOverride, which Rails runs before routing: a POST becomes the method named
+    by `_method` in its form body (form, multipart, or no Content-Type), else by the
+    X-HTTP-Method-Override header."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return
+    mimetype = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+    override = None
+    if mimetype in ("", "application/x-www-form-urlencoded"):
+        pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        override = next((value for key, value in reversed(pairs) if key == "_method"), None)
+    elif mimetype == "multipart/form-data":
+        override = _multipart_method(environ, body)
+    override = override or environ.get("HTTP_X_HTTP_METHOD_OVERRIDE")
+    if override and override.upper() in RACK_METHODS:
+        environ[METHOD_OVERRIDE_ORIGINAL] = "POST"
+        environ["REQUEST_METHOD"] = override.upper()
+
+
+def _multipart_method(environ: dict[str, Any], body: bytes) -> str | None:
+    from werkzeug.formparser import parse_form_data
+
+    copy = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    try:
+        _, form, files = parse_form_data(copy, silent=True)
+    except Exception:
+        return None
+    for upload in files.values():
+        upload.close()
+    value = form.get("_method")
+    return str(value) if value else None
 
 
 def _incomplete_body(context_id: str) -> Response:

@@ -7,15 +7,18 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util import SKIP_HEADER
 from urllib3.util.retry import Retry
@@ -120,6 +123,49 @@ def describe(exc: BaseException) -> str:
     return type(reason).__name__
 
 
+# urllib3 re-encodes every request target it is given (`state[]` -> `state%5B%5D`, `%7e` ->
+# `%7E`, a bare `%` -> `%25`), so Canvas would see other bytes than the client sent, and may
+# answer otherwise. The target of the request being sent from this thread is kept here and
+# written on the request line as it is; it has already passed check_request_target (origin
+# form, no spaces or control characters).
+_raw_target = threading.local()
+
+
+class _RawTargetMixin:
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        raw = getattr(_raw_target, "value", None)
+        if raw is not None and raw.isascii():
+            url = raw
+        super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
+
+
+class _RawHTTPConnection(_RawTargetMixin, HTTPConnection):
+    pass
+
+
+class _RawHTTPSConnection(_RawTargetMixin, HTTPSConnection):
+    pass
+
+
+class _RawHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _RawHTTPConnection
+
+
+class _RawHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _RawHTTPSConnection
+
+
+class _RawTargetAdapter(HTTPAdapter):
+    """requests' adapter with connection pools that send the request target unchanged."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _RawHTTPConnectionPool,
+            "https": _RawHTTPSConnectionPool,
+        }
+
+
 @dataclass
 class CanvasClient:
     base_url: str
@@ -144,7 +190,9 @@ class CanvasClient:
         retry = Retry(
             total=2, connect=2, read=False, status=0, other=0, redirect=0, backoff_factor=0.1
         )
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry)
+        adapter = _RawTargetAdapter(
+            pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -168,8 +216,9 @@ class CanvasClient:
             merged["User-Agent"] = SKIP_HEADER  # else urllib3 would add its own
         request = requests.Request(method, self.base_url + "/", headers=merged, data=body)
         prepared = self.session.prepare_request(request)
-        # requests would re-quote the URL; Canvas must see the caller's bytes.
+        # requests and urllib3 would re-quote the URL; Canvas must see the caller's bytes.
         prepared.url = self.base_url + target
+        _raw_target.value = self._base_path + target
         try:
             return self.session.send(
                 prepared, stream=True, timeout=self.timeout, allow_redirects=False
@@ -182,6 +231,12 @@ class CanvasClient:
             if _never_sent(exc):
                 raise CanvasUnreachable(describe(exc)) from None
             raise CanvasConnectionLost(describe(exc)) from None
+        finally:
+            _raw_target.value = None
+
+    @property
+    def _base_path(self) -> str:
+        return urlsplit(self.base_url).path.rstrip("/")
 
     def pages(self, target: str, token: str) -> Iterator[list[Any]]:
         """Each page of the JSON list at `target`, following Canvas's Link rel="next".

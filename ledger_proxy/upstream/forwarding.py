@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 # RFC 9110 §7.6.1 plus the legacy names werkzeug's http_proxy middleware also drops.
@@ -96,6 +97,35 @@ def check_request_target(raw_target: str) -> tuple[str, str]:
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in raw_target):
         raise BadRequestTarget("the request target contains control characters or spaces")
     return path, query
+
+
+_REPEATED_SLASHES = re.compile(r"/{2,}")
+
+
+def squeeze_slashes(target: str) -> str:
+    """The request target with runs of slashes in its path made one, as Rails' router does
+    before routing (`//api/v1` and `/i/x//api/v1` are `/api/v1` and `/i/x/api/v1` to Canvas);
+    the query string is left as it is."""
+    path, mark, query = target.partition("?")
+    return _REPEATED_SLASHES.sub("/", path) + mark + query
+
+
+class SqueezeSlashes:
+    """WSGI middleware applying squeeze_slashes to the path before routing and forwarding,
+    so that a client whose base URL ends in a slash is served like one whose does not."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = _REPEATED_SLASHES.sub("/", path)
+        for key in ("RAW_URI", "REQUEST_URI"):
+            raw = environ.get(key)
+            if raw and raw.startswith("/") and "//" in raw.partition("?")[0]:
+                environ[key] = squeeze_slashes(raw)
+        return self.app(environ, start_response)
 
 
 def check_label(label: str) -> str:

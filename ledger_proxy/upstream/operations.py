@@ -142,30 +142,116 @@ def _pairs_from_multipart(content_type: str, body: bytes) -> list[tuple[str, str
     return result
 
 
-def parse_params(query: str, content_type: str | None, body: bytes) -> Params:
-    """Rails-style parameters from the query string and the body (form, multipart or JSON)."""
+# Rails parses a JSON body only for its :json MIME type and that type's synonyms: a body sent
+# as application/vnd.api+json (or any other +json) never becomes parameters.
+JSON_MIMETYPES = frozenset({"application/json", "text/x-json", "application/jsonrequest"})
+# Ruby's JSON.parse refuses documents nested deeper than this (JSON::NestingError), and Rails
+# answers 400.
+JSON_MAX_NESTING = 100
+
+
+@dataclass(frozen=True)
+class RequestParams:
+    """A request's parameters as Rails sees them, and where each part came from."""
+
+    params: Params  # Rails' `params`: the body's, with the query string's over them
+    query: Params
+    body: Params
+    form: Params  # what Rack parses itself (form or multipart): where `_method` is read
+
+    def method_override(self, header: str | None) -> str | None:
+        """The method Rack::MethodOverride makes of a POST: `_method` from the form body
+        first, then X-HTTP-Method-Override, when it names an HTTP method."""
+        for candidate in (self.form.get("_method"), header):
+            if isinstance(candidate, str) and candidate:
+                method = candidate.upper()
+                return method if method in RACK_METHODS else None
+        return None
+
+    def tokens(self) -> list[str]:
+        """Every access_token parameter given (query string, then body), blanks left out."""
+        found = [part.get("access_token") for part in (self.query, self.body)]
+        return [value for value in found if isinstance(value, str) and value]
+
+
+RACK_METHODS = frozenset(
+    {"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "LINK", "UNLINK"}
+)
+
+
+def _depth(document: Any) -> int:
+    """How deeply arrays and objects nest in `document` (without recursion)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth > JSON_MAX_NESTING:
+                break
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return deepest
+
+
+def _json_pairs(body: bytes) -> Iterable[tuple[str, Any]]:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise MalformedBody(f"JSON nested deeper than {JSON_MAX_NESTING} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedBody(f"invalid JSON body ({exc})") from None
+    if not isinstance(document, dict):
+        raise MalformedBody("a JSON body must be an object")
+    if _depth(document) > JSON_MAX_NESTING:
+        raise MalformedBody(f"JSON nested deeper than {JSON_MAX_NESTING} levels")
+    return list(_flatten_json(document))
+
+
+def _collect(pairs: Iterable[tuple[str, Any]]) -> Params:
     params: Params = {}
-    for key, value in _pairs_from_query(query):
-        _add(params, key, value)
-    mimetype = (content_type or "").split(";")[0].strip().lower()
-    pairs: Iterable[tuple[str, Any]] = ()
-    if not body:
-        pass
-    elif mimetype == "application/json" or mimetype.endswith("+json"):
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedBody(f"invalid JSON body ({exc})") from None
-        if not isinstance(document, dict):
-            raise MalformedBody("a JSON body must be an object")
-        pairs = _flatten_json(document)
-    elif mimetype == "multipart/form-data":
-        pairs = _pairs_from_multipart(content_type or "", body)
-    elif mimetype in ("application/x-www-form-urlencoded", ""):
-        pairs = _pairs_from_query(body)
     for key, value in pairs:
         _add(params, key, value)
     return params
+
+
+def _top_level(key: str) -> str:
+    return key.split("[", 1)[0]
+
+
+def request_params(
+    query: str, content_type: str | None, body: bytes, method: str = "POST"
+) -> RequestParams:
+    """Parameters as Rails builds them from the query string and the body.
+
+    - JSON only for Rails' JSON MIME types; form and multipart bodies as Rack parses them, and
+      a POST body without a Content-Type as a form too (Rack's `form_data?`); any other body
+      gives no parameters.
+    - `params` is `request_parameters.merge(query_parameters)`: a shallow merge, so a
+      top-level name in the query string (`enrollment`) replaces that whole name from the body.
+    - `method` is the method as sent, before any override (Rack looks at the original POST).
+    """
+    query_params = _collect(_pairs_from_query(query))
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    form: Params = {}
+    body_params: Params = {}
+    if body:
+        if mimetype in JSON_MIMETYPES:
+            body_params = _collect(_json_pairs(body))
+        elif mimetype == "multipart/form-data":
+            body_params = form = _collect(_pairs_from_multipart(content_type or "", body))
+        elif mimetype == "application/x-www-form-urlencoded" or (
+            not mimetype and method.upper() == "POST"
+        ):
+            body_params = form = _collect(_pairs_from_query(body))
+    overridden = {_top_level(key) for key in query_params}
+    merged = {k: v for k, v in body_params.items() if _top_level(k) not in overridden}
+    merged.update(query_params)
+    return RequestParams(merged, query_params, body_params, form)
+
+
+def parse_params(query: str, content_type: str | None, body: bytes, method: str = "POST") -> Params:
+    """Rails-style parameters from the query string and the body (see request_params)."""
+    return request_params(query, content_type, body, method).params
 
 
 # Keys that authenticate or masquerade; never stored.

@@ -22,6 +22,7 @@ from ..runtime import get_db, runtime
 from ..upstream.canvas import (
     CANVAS_FAILURES,
     CanvasAnswerCut,
+    bearer_token,
     proxy_error,
     request_token,
     token_hash,
@@ -32,16 +33,18 @@ from ..upstream.forwarding import (
     BadRequestTarget,
     check_label,
     check_request_target,
+    connection_tokens,
     request_headers,
     response_headers,
 )
 from ..upstream.operations import (
     MalformedBody,
     Operation,
+    RequestParams,
     classify,
     may_be_overridden,
-    parse_params,
     redact,
+    request_params,
 )
 
 log = logging.getLogger(__name__)
@@ -60,23 +63,24 @@ OUTSIDE_API = "ledger-proxy forwards only /api/ and /i/<label>/api/ paths"
 def forward(_rest: str = "", label: str | None = None) -> Response:
     request_id = uuid.uuid4().hex
     body: Any
+    parsed: RequestParams | None
     try:
         call = _incoming(request_id, label)
         operation = classify(call.method, call.path)
         overridable = operation is None and may_be_overridden(call.method, call.path)
         if overridable or (operation and operation.reads_body):
-            body, params = _parsed_body(call)
+            body, parsed = _parsed_body(call)
             if overridable:  # Rails' Rack::MethodOverride: POST with _method=DELETE and kin
-                override = request.headers.get("X-HTTP-Method-Override") or params.get("_method")
-                if isinstance(override, str):
-                    operation = classify(override.upper(), call.path)
+                override = parsed.method_override(call.header("X-HTTP-Method-Override"))
+                if override:
+                    operation = classify(override, call.path)
         else:
             body = _streamed_body(current_app.config["MAX_BODY_BYTES"])
-            params = _parse(call, None, b"") if operation else {}
-        if operation is None:
+            parsed = _parse(call, None, b"") if operation else None
+        if operation is None or parsed is None:
             response = _forward_plain(call, body)
         else:
-            response = _forward_recorded(call, operation, body, params)
+            response = _forward_recorded(call, operation, body, parsed)
     except ProxyError as exc:
         response = exc.response()
     response.headers[REQUEST_ID_HEADER] = request_id
@@ -93,10 +97,16 @@ class Call:
     query: str  # raw
     integration: str | None
     client_base: str  # what the client used as its Canvas base URL
+    headers: list[tuple[str, str]]  # exactly the headers sent on to Canvas
 
     @property
     def target(self) -> str:
         return self.path + (f"?{self.query}" if self.query else "")
+
+    def header(self, name: str) -> str | None:
+        """A header as Canvas will receive it (None when absent or not forwarded)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key.lower() == wanted), None)
 
 
 def _incoming(request_id: str, label: str | None) -> Call:
@@ -115,7 +125,8 @@ def _incoming(request_id: str, label: str | None) -> Call:
     client_base = request.host_url.rstrip("/") + request.script_root
     if label:
         client_base += f"/i/{label}"
-    return Call(request_id, request.method, path, query, integration, client_base)
+    headers = request_headers(request.headers.items())
+    return Call(request_id, request.method, path, query, integration, client_base, headers)
 
 
 def _raw_target() -> str:
@@ -153,14 +164,14 @@ def _too_large(limit: int) -> ProxyError:
     return ProxyError(413, f"the request body is larger than {limit} bytes")
 
 
-def _parse(call: Call, content_type: str | None, body: bytes) -> dict[str, Any]:
+def _parse(call: Call, content_type: str | None, body: bytes) -> RequestParams:
     try:
-        return parse_params(call.query, content_type, body)
+        return request_params(call.query, content_type, body, call.method)
     except MalformedBody as exc:
         raise ProxyError(400, f"{exc}; nothing was sent to Canvas") from None
 
 
-def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
+def _parsed_body(call: Call) -> tuple[bytes, RequestParams]:
     """The whole (small) body of a request the ledger reads, and its parameters."""
     limit = current_app.config["MAX_PARSED_BODY_BYTES"]
     if request.content_length is not None and request.content_length > limit:
@@ -172,7 +183,7 @@ def _parsed_body(call: Call) -> tuple[bytes, dict[str, Any]]:
     if length is not None and len(body) < length:
         raise _cut_short(len(body), length)
     _refuse_extra_bytes()
-    return body, _parse(call, request.content_type, body)
+    return body, _parse(call, call.header("Content-Type"), body)
 
 
 NOTHING_SENT = "nothing was sent to Canvas"
@@ -258,7 +269,7 @@ def _close_after_response() -> None:
     closes.
     """
     body = request.environ.get("wsgi.input")
-    if hasattr(body, "failed"):
+    if body is not None and hasattr(body, "failed"):
         body.failed = True
 
 
@@ -309,9 +320,8 @@ def _streamed_body(limit: int) -> _LimitedBody | Iterator[bytes] | None:
 
 
 def _send(call: Call, body: Any) -> requests.Response:
-    headers = request_headers(request.headers.items())
     with metrics.canvas_timer(call.method):
-        return runtime().canvas.send(call.method, call.target, headers, body)
+        return runtime().canvas.send(call.method, call.target, call.headers, body)
 
 
 def _client_headers(call: Call, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -346,9 +356,36 @@ def _actor(db: Any, token: str | None, hashed: str | None) -> ledger.Actor | Non
         return None
 
 
-def _intent(db: Any, call: Call, operation: Operation, params: dict[str, Any]) -> ledger.Intent:
+# Headers a client may name in Connection so that the proxy drops them, though they decide
+# who Canvas acts as or how it reads the body: on a recorded request that is refused.
+GUARDED_HEADERS = frozenset({"authorization", "content-type", "content-length"})
+
+
+def _token(call: Call, parsed: RequestParams) -> str | None:
+    """The token Canvas will act with, from exactly what is forwarded: the Bearer header,
+    else the access_token parameter (query string over body). Conflicting sources are refused,
+    so that the ledger can never name another user than the one Canvas acted as."""
+    dropped = connection_tokens(request.headers.items()) & GUARDED_HEADERS
+    if dropped:
+        raise ProxyError(
+            400,
+            f"the Connection header names {', '.join(sorted(dropped))}, which decide whom "
+            "Canvas acts as or how it reads the body; nothing was sent to Canvas",
+        )
+    header = bearer_token(call.header("Authorization"))
+    given = ([header] if header else []) + parsed.tokens()
+    if len(set(given)) > 1:
+        raise ProxyError(
+            400,
+            "the request carries different access tokens (Authorization header, access_token "
+            "in the query string or the body); nothing was sent to Canvas",
+        )
+    return request_token(call.header("Authorization"), parsed.params)
+
+
+def _intent(db: Any, call: Call, operation: Operation, parsed: RequestParams) -> ledger.Intent:
     """The request as the ledger records it, before it is sent."""
-    token = request_token(request.headers.get("Authorization"), params)
+    token = _token(call, parsed)
     hashed = token_hash(runtime().token_key, token) if token else None
     return ledger.Intent(
         request_id=call.request_id,
@@ -359,24 +396,24 @@ def _intent(db: Any, call: Call, operation: Operation, params: dict[str, Any]) -
         integration=call.integration,
         actor=_actor(db, token, hashed),
         token_hash=hashed,
-        user_agent=request.headers.get("User-Agent"),
+        user_agent=call.header("User-Agent"),
         course_ref=operation.course_ref,
         section_ref=operation.section_ref,
         enrollment_ref=operation.enrollment_ref,
         account_ref=operation.account_ref,
-        params=redact(params),
+        params=redact(parsed.params),
     )
 
 
 def _forward_recorded(
-    call: Call, operation: Operation, body: Any, params: dict[str, Any]
+    call: Call, operation: Operation, body: Any, parsed: RequestParams
 ) -> Response:
     """Parse the request into an intent, let recording.record run the transaction, answer."""
     db = get_db()
     try:
         recorded = recording.record(
             db,
-            _intent(db, call, operation, params),
+            _intent(db, call, operation, parsed),
             operation,
             lambda: _send(call, body),
             allowance=timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"]),
