@@ -214,7 +214,7 @@ def report(results, rounds: int, seconds: int, generator: str, servers, ledger_r
     print()
     print(
         f"Medians of {rounds} interleaved round(s), {seconds} s per measurement, load: "
-        f"{generator} (one thread). Every Python server: gunicorn gthread, {WORKERS} workers x "
+        f"{generator}. Every Python server: gunicorn gthread, {WORKERS} workers x "
         f"{THREADS} threads (the upstream: 2 x 8). Added = row minus upstream direct, same "
         "round. Times in ms; p99 beside the median."
     )
@@ -517,11 +517,13 @@ def main() -> None:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 2)")
     parser.add_argument(
-        "--duration", type=int, default=5, help="seconds per measurement (default 5)"
+        "--duration", type=int, help="seconds per measurement (default 5; --quick 1)"
     )
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s: about a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds of 1 s each: under a minute"
+    )
     parser.add_argument(
         "--ledger-only", action="store_true", help="only the ledger layer (bench/ledger_writes.py)"
     )
@@ -531,8 +533,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy profiles of ledger-proxy into DIR")
     args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.duration = 2, 1
+    quick = args.quick
+    args.rounds = args.rounds if args.rounds is not None else (2 if quick else 3)
+    args.duration = args.duration if args.duration is not None else (1 if quick else 5)
     args.rounds = max(1, min(args.rounds, 50))
     args.duration = max(1, min(args.duration, 120))
 
@@ -540,6 +543,7 @@ def main() -> None:
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGHUP, interrupted)
     try:

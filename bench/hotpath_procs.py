@@ -254,7 +254,7 @@ def _lua_string(text: str) -> str:
 
 
 class Wrk:
-    name = "wrk"
+    name = "wrk -t1"
 
     def __init__(self, binary: str, tmp: Path) -> None:
         self.binary = binary
@@ -294,7 +294,7 @@ class Wrk:
 class PyLoad:
     """http.client keep-alive connections, one thread each; bounded in time and count."""
 
-    name = "python (http.client threads)"
+    name = "Python http.client, one thread per connection"
     MAX_PER_CONNECTION = 200_000
 
     def run(self, url: str, request: Request, connections: int, seconds: int) -> Result:
