@@ -13,15 +13,13 @@ request settled). Ledger handles come from the project's `connect`:
 - `thread`: one long-lived handle per writer thread.
 
 Prints enrollments/s per mode against the target of >= 5,000/s with 8 writers, after
-counting the rows in `events` (every one must be there). The import is tolerant of the
-modules moving under `ledger_proxy.core` (a restructuring is landing). Bounded: each mode
+counting the rows in `events` (every one must be there). Bounded: each mode
 runs for `--seconds` and at most 1,000,000 enrollments.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sqlite3
 import sys
@@ -32,48 +30,30 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TARGET_PER_SECOND = 5000
 MAX_ENROLLMENTS = 1_000_000
-PACKAGES = ("ledger_proxy.core", "ledger_proxy")
-
-
-def _modules(name: str) -> list[ModuleType]:
-    found = []
-    for package in PACKAGES:
-        try:
-            found.append(importlib.import_module(f"{package}.{name}"))
-        except ModuleNotFoundError:
-            continue
-    return found
-
-
-def find(attr: str, *module_names: str) -> Any:
-    """`attr` from the first of `module_names` that has it, under ledger_proxy.core or not."""
-    for name in module_names:
-        for module in _modules(name):
-            if hasattr(module, attr):
-                return getattr(module, attr)
-    raise ImportError(f"no {attr} in ledger_proxy[.core].{{{', '.join(module_names)}}}")
 
 
 class LedgerAPI:
-    """The ledger functions the proxy's recording path calls, wherever they live now."""
+    """The ledger functions the proxy's recording path calls (docs/architecture.md)."""
 
     def __init__(self) -> None:
-        self.connect = find("connect", "db", "ledger")
-        self.initialise = find("initialise", "db", "ledger", "migrations")
-        self.Intent = find("Intent", "ledger")
-        self.Actor = find("Actor", "ledger")
-        self.record_intent = find("record_intent", "ledger")
-        self.utcnow = find("utcnow", "ledger")
-        self.settle = find("settle", "recording")
-        self.Answer = find("Answer", "recording")
-        self.classify = find("classify", "classify", "forwarding")
+        from ledger_proxy.core import ledger, recording, util
+        from ledger_proxy.upstream import operations
+
+        self.connect = ledger.connect
+        self.initialise = ledger.initialise
+        self.Intent = ledger.Intent
+        self.Actor = ledger.Actor
+        self.record_intent = ledger.record_intent
+        self.utcnow = util.utcnow
+        self.settle = recording.settle
+        self.Answer = recording.Answer
+        self.classify = operations.classify
         self.where = self.record_intent.__module__
 
 
