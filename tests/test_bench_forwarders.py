@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
