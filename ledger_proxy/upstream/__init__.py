@@ -1,0 +1,1 @@
+"""Talking to Canvas: the client, the pure forwarding rules, request -> operation matching, OAuth."""
