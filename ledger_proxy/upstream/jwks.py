@@ -37,7 +37,8 @@ class LiveEventsTokenError(Exception):
 
 
 class InvalidEventSignature(LiveEventsTokenError):
-    """Not signed by a key we trust: bad signature, unknown key, refused algorithm, expired (401)."""
+    """Not signed by a key we trust: bad signature, unknown key, refused algorithm, expired.
+    The receiver answers 401."""
 
 
 class MalformedEventToken(LiveEventsTokenError):
