@@ -14,6 +14,8 @@ from ledger_proxy.core.live_events import (
     SIS_BATCH,
     LiveEvent,
     MalformedEvent,
+    actor_event,
+    actor_json,
     derive_via,
     local_id,
     parse_event,
@@ -230,6 +232,14 @@ def test_via_follows_the_channel_table(document, via):
     assert derive_via(parse_event(document)) == via
 
 
+@pytest.mark.parametrize(
+    ("url", "via"),
+    [pytest.param("https://canvas.test/api/v1/courses/7/enrollments", "api", id="api-url"), pytest.param("https://canvas.test/courses/7/enroll_users", "ui", id="ui-url")],
+)
+def test_caliper_has_no_developer_key_so_the_url_tells_api_from_ui(url, via):
+    assert derive_via(parse_event(caliper_event(request_url=url))) == via
+
+
 def test_a_linked_observer_enrollment_in_the_same_request_is_canvas_s_own():
     student = parse_event(canvas_event({"developer_key_id": "170000000000042"}, {"enrollment_id": g(40), "user_id": g(5), "type": "StudentEnrollment"}))
     observer = parse_event(canvas_event({"developer_key_id": "170000000000042"}, {"enrollment_id": g(41), "user_id": g(6), "type": "ObserverEnrollment", "associated_user_id": g(5)}))
@@ -237,6 +247,35 @@ def test_a_linked_observer_enrollment_in_the_same_request_is_canvas_s_own():
     assert derive_via(observer) == "api"  # alone, it looks like a direct create
     other_request = parse_event(canvas_event({"request_id": "other"}, {"user_id": g(5), "type": "StudentEnrollment"}))
     assert derive_via(observer, [other_request]) == "api"
+
+
+# -- the lookup's actor ----------------------------------------------------------------------
+
+
+def test_the_actor_comes_from_the_earliest_created_event_whatever_the_order():
+    created = parse_event(canvas_event())
+    later_created = parse_event(canvas_event({"event_time": "2026-09-03T10:00:02Z", "user_id": g(9)}))
+    updated = parse_event(canvas_event({"event_name": "enrollment_updated", "event_time": "2026-09-03T09:00:00Z", "user_id": g(1)}))
+    assert actor_event([updated, later_created, created, created]) is created
+    assert actor_event([updated]) is updated
+    assert actor_event([parse_event({"metadata": {"event_name": "logged_in"}})]) is None
+    assert actor_event([]) is None
+
+
+def test_event_times_of_mixed_precision_and_offsets_are_ordered_by_moment():
+    a = parse_event(canvas_event({"event_time": "2026-09-03T12:00:00+02:00"}))  # 10:00Z
+    b = parse_event(canvas_event({"event_time": "2026-09-03T10:00:00.500Z"}))
+    assert actor_event([b, a]) is a
+
+
+def test_the_actor_object_has_the_lookup_s_fields():
+    event = parse_event(canvas_event())
+    assert actor_json(event, name="Terry Teacher") == {
+        "user_id": 2, "name": "Terry Teacher", "real_user_id": None, "via": "ui",
+        "developer_key_id": None, "request_id": REQUEST_ID,
+        "event_time": "2026-09-03T10:00:00.123Z", "source": "live_events",
+    }
+    assert actor_json(parse_event(job_event()))["via"] == "sis"
 
 
 # -- malformed input -------------------------------------------------------------------------

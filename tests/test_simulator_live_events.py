@@ -361,3 +361,33 @@ def test_turning_emission_off_cancels_what_is_not_yet_sent(world, stream):
     assert (status["enabled"], status["counts"], status["idle"]) == (False, {"cancelled": 1}, True)
     assert world.sim.control("POST", "live_events/flush", {"timeout": 1})["idle"]
     assert stream.receiver.bodies == []
+
+
+def test_caliper_api_events_read_as_api_without_a_developer_key(world, stream):
+    stream.start(format="caliper")
+    api_create(world.sim, world.course["id"], world.admin["token"], world.students[1]["id"])
+    [event] = stream.enrollment_events()
+    assert (event.actor.developer_key_id, derive_via(event)) == (None, "api")
+
+
+def test_several_delivery_workers_deliver_everything(world, stream):
+    stream.start(workers=4)
+    for n in range(12):
+        user = world.sim.add_user(f"Parallel {n}")
+        ui_add(world.sim, world.course["id"], user["id"], world.teacher["id"])
+    assert len({e.enrollment_id for e in stream.enrollment_events()}) == 12
+
+
+def test_a_create_through_the_proxy_is_the_same_to_canvas(world, stream, make_proxy):
+    proxy = make_proxy(world.sim.url)
+    stream.start()
+    response = world.sim.http.post(
+        f"{proxy.url}/api/v1/courses/{world.course['id']}/enrollments",
+        data={"enrollment[user_id]": world.students[3]["id"]},
+        headers={"Authorization": f"Bearer {world.admin['token']}"}, timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    [event] = stream.enrollment_events()
+    assert event.enrollment_id == response.json()["id"]
+    assert event.actor.request_id == response.headers["X-Request-Context-Id"]
+    assert (event.actor.user_id, derive_via(event)) == (world.admin["id"], "api")

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SHARD_FACTOR = 10**13
@@ -306,7 +306,9 @@ def derive_via(event: LiveEvent, same_request: Iterable[LiveEvent] = ()) -> str 
       the latter, so pass the other events with the same ``request_id`` as ``same_request``.
     - ``self``: the actor is the enrolled user, and nobody is masquerading.
     - ``api``: an access token (``developer_key_id`` present; personal tokens carry the
-      default key, so they count as ``api`` too).
+      default key, so they count as ``api`` too). Caliper events are not documented to carry
+      the key (§1.6), so there an ``/api/v1/`` URL counts as ``api``: a Canvas page calling
+      the API with its session cookie then reads as ``api`` too.
     - ``ui``: a browser session (an acting user, no developer key).
     - None: not an enrollment event, or no actor at all (nothing to say).
     """
@@ -321,7 +323,11 @@ def derive_via(event: LiveEvent, same_request: Iterable[LiveEvent] = ()) -> str 
         return VIA_CANVAS
     if actor.user_id == event.user_id and actor.real_user_id in (None, actor.user_id):
         return VIA_SELF
-    return VIA_API if actor.developer_key_id else VIA_UI
+    if actor.developer_key_id:
+        return VIA_API
+    if event.format == CALIPER_FORMAT and "/api/v1/" in (actor.url or ""):
+        return VIA_API
+    return VIA_UI
 
 
 def _linked_observer(event: LiveEvent, same_request: Iterable[LiveEvent]) -> bool:
@@ -333,6 +339,43 @@ def _linked_observer(event: LiveEvent, same_request: Iterable[LiveEvent]) -> boo
         and other.course_id == event.course_id
         for other in same_request
     )
+
+
+# -- the lookup's `actor` ---------------------------------------------------------------------
+
+
+def actor_event(events: Iterable[LiveEvent]) -> LiveEvent | None:
+    """Of one enrollment's events (any order, duplicates included), the one that says who
+    made it: the earliest `enrollment_created`, else the earliest `enrollment_updated` (a
+    re-enrolled row is reused and emits only updates, §1.2); None without either."""
+    enrollment_events = [e for e in events if e.kind == ENROLLMENT and e.event_time]
+    for name in ENROLLMENT_EVENTS:
+        named = [e for e in enrollment_events if e.event_name == name]
+        if named:
+            return min(named, key=lambda e: _moment(e.event_time or ""))
+    return None
+
+
+def actor_json(
+    event: LiveEvent, same_request: Iterable[LiveEvent] = (), name: str | None = None,
+) -> dict[str, Any]:
+    """The lookup's ``actor`` object for the event `actor_event` chose. ``name`` is the
+    actor's name when the caller knows it (the course listing's ``user``), else null."""
+    return {
+        "user_id": event.actor.user_id,
+        "name": name,
+        "real_user_id": event.actor.real_user_id,
+        "via": derive_via(event, same_request),
+        "developer_key_id": event.actor.developer_key_id,
+        "request_id": event.actor.request_id,
+        "event_time": event.event_time,
+        "source": "live_events",
+    }
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- field readers ---------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class LiveEventsConfig:
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     timeout: float = 5.0
+    workers: int = 1  # delivery threads; more than one gives up the order faults rely on
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LiveEventsConfig:
@@ -71,6 +72,8 @@ class LiveEventsConfig:
             raise ValueError(f"live_events format must be one of {FORMATS}")
         if config.url is not None and not str(config.url).startswith(("http://", "https://")):
             raise ValueError("live_events url must be http(s)")
+        if not 1 <= int(config.workers) <= 16:
+            raise ValueError("live_events workers must be 1 to 16")
         config.delay = {int(k): float(v) for k, v in dict(config.delay).items()}
         config.drop, config.duplicate, config.reorder = (
             [int(n) for n in config.drop], [int(n) for n in config.duplicate],
@@ -133,7 +136,7 @@ class LiveEventsEmitter:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._keys: list[SigningKey] = []
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._busy = 0  # deliveries in flight; a reset must not zero it under the thread
         self._generation = 0
         self.reset()
@@ -262,11 +265,14 @@ class LiveEventsEmitter:
             }
 
     def _start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._run, name="sim-live-events", daemon=True,
+        assert self.config is not None
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        while len(self._threads) < self.config.workers:
+            thread = threading.Thread(
+                target=self._run, name=f"sim-live-events-{len(self._threads)}", daemon=True,
             )
-            self._thread.start()
+            thread.start()
+            self._threads.append(thread)
 
     def _run(self) -> None:
         session = requests.Session()
@@ -484,7 +490,7 @@ def to_caliper(document: dict[str, Any]) -> dict[str, Any]:
     ext = _compact({
         "hostname": meta.get("hostname"), "request_id": meta.get("request_id"),
         "request_url": meta.get("url"), "user_agent": meta.get("user_agent"),
-        "client_ip": meta.get("client_ip"), "developer_key_id": meta.get("developer_key_id"),
+        "client_ip": meta.get("client_ip"),  # no developer_key_id: undocumented in Caliper
         "job_id": meta.get("job_id"), "job_tag": meta.get("job_tag"), "version": "1.0.0",
     })
     event: dict[str, Any] = {
