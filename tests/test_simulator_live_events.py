@@ -52,16 +52,14 @@ class Stream:
     def __init__(self, sim: Any, receiver: Receiver) -> None:
         self.sim = sim
         self.receiver = receiver
-        self.verifier = LiveEventsVerifier(f"{sim.url}/_sim/live_events/jwks.json")
+        self.verifier = LiveEventsVerifier(sim.live_events_jwks_url)
 
     def start(self, **config: Any) -> dict[str, Any]:
         config.setdefault("url", self.receiver.url)
-        return self.sim.control("POST", "live_events", config)
+        return self.sim.live_events(**config)
 
     def flush(self) -> dict[str, Any]:
-        status = self.sim.control("POST", "live_events/flush", {"timeout": 10})
-        assert status["idle"], status
-        return status
+        return self.sim.flush_live_events()
 
     def events(self) -> list[LiveEvent]:
         self.flush()
@@ -74,7 +72,7 @@ class Stream:
 @pytest.fixture
 def stream(sim, receiver):
     yield Stream(sim, receiver)
-    sim.control("POST", "live_events", {"enabled": False})
+    sim.live_events(enabled=False)
 
 
 def ui_add(sim: Any, course_id: int, user_id: int, actor: int, **extra: Any) -> dict[str, Any]:
@@ -234,7 +232,7 @@ def test_ids_are_global_on_the_configured_shard(world, stream):
     stream.start(shard=2107)
     truth = ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     stream.flush()
-    [entry] = [e for e in world.sim.control("GET", "live_events/log") if e["event_name"] == "enrollment_created"]
+    [entry] = [e for e in world.sim.live_events_log() if e["event_name"] == "enrollment_created"]
     assert entry["document"]["body"]["enrollment_id"] == str(2107 * 10**13 + truth["id"])
     assert [e.enrollment_id for e in stream.enrollment_events()] == [truth["id"]]
 
@@ -243,7 +241,7 @@ def test_compact_events_leave_null_keys_out(world, stream):
     stream.start(compact=True)
     ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     stream.flush()
-    [entry] = world.sim.control("GET", "live_events/log")
+    [entry] = world.sim.live_events_log()
     assert "developer_key_id" not in entry["document"]["metadata"]
     assert "real_user_id" not in entry["document"]["metadata"]
     assert derive_via(stream.enrollment_events()[0]) == "ui"
@@ -271,13 +269,17 @@ def test_drop_duplicate_and_reorder_by_event_number(world, stream):
     stream.start(drop=[1], duplicate=[2], reorder=[3])
     one, two, three, four = enroll_four(world)
     assert [e.enrollment_id for e in stream.enrollment_events()] == [two, two, four, three]
-    statuses = [e["status"] for e in world.sim.control("GET", "live_events/log")]
+    statuses = [e["status"] for e in world.sim.live_events_log()]
     assert statuses == ["dropped", "delivered", "delivered", "delivered"]
 
 
 def test_a_delayed_event_arrives_after_later_ones(world, stream):
-    stream.start(delay={"1": 0.3})
-    one, two, three, four = enroll_four(world)
+    # One SIS import emits all its events within one request, so the later ones are surely
+    # emitted before the delayed one falls due: sis_batch_created 1, _updated 2, rows 3-6.
+    stream.start(delay={"3": 0.3})
+    rows = [{"course_id": "BIO-101", "user_id": s["sis_user_id"], "role": "student", "status": "active"} for s in world.students[:4]]
+    world.sim.control("POST", "sis_imports", {"rows": rows})
+    one, two, three, four = [e["id"] for e in world.sim.enrollments(course_id=world.course["id"]) if e["origin"]["channel"] == "sis"]
     assert [e.enrollment_id for e in stream.enrollment_events()] == [two, three, four, one]
 
 
@@ -297,7 +299,7 @@ def test_seeded_fault_rates_are_deterministic(world, stream):
             user = world.sim.add_user(f"Run {run} user {n}")
             ui_add(world.sim, world.course["id"], user["id"], world.teacher["id"])
         stream.flush()
-        outcomes.append([e["status"] for e in world.sim.control("GET", "live_events/log")])
+        outcomes.append([e["status"] for e in world.sim.live_events_log()])
     assert outcomes[0] == outcomes[1]
     assert "dropped" in outcomes[0] and "delivered" in outcomes[0]
 
@@ -308,7 +310,7 @@ def test_a_failing_subscriber_is_retried_a_bounded_number_of_times(world, stream
     ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     first, second = stream.enrollment_events()  # refused once with 503, then accepted
     assert first == second
-    [entry] = world.sim.control("GET", "live_events/log")
+    [entry] = world.sim.live_events_log()
     assert (entry["status"], entry["attempts"], entry["deliveries"]) == ("delivered", 2, 1)
 
 
@@ -317,7 +319,7 @@ def test_an_unreachable_subscriber_never_breaks_the_simulator(world, stream):
     response = api_create(world.sim, world.course["id"], world.admin["token"], world.students[1]["id"])
     assert response.status_code == 200
     stream.flush()
-    [entry] = world.sim.control("GET", "live_events/log")
+    [entry] = world.sim.live_events_log()
     assert entry["status"] == "failed" and 1 < entry["attempts"] <= 4
 
 
