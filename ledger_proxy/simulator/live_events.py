@@ -208,18 +208,18 @@ class LiveEventsEmitter:
                 item.status = "dropped"
                 return
             copies = 2 if item.seq in config.duplicate or self._chance(config.duplicate_rate) else 1
+            hold = item.seq in config.reorder or self._chance(config.reorder_rate)
             due = time.monotonic() + config.delay.get(item.seq, 0.0)
             released, self._held = self._held, []
-            for _ in range(copies):
-                self._push(due, item)
+            if hold:  # sent after the next event (or at the next flush)
+                item.status = "held"
+                self._held = [item] * copies
+            else:
+                for _ in range(copies):
+                    self._push(due, item)
             for held in released:
                 held.status = "pending"
                 self._push(due, held)
-            if item.seq in config.reorder or self._chance(config.reorder_rate):
-                self._queue = [entry for entry in self._queue if entry[2] is not item]
-                heapq.heapify(self._queue)
-                item.status = "held"
-                self._held.extend([item] * copies)
             self._lock.notify_all()
 
     def _chance(self, rate: float) -> bool:
