@@ -117,6 +117,13 @@ def _optional_secret(value: Any) -> str | None:
     return str(value)
 
 
+def _integrations_mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("enforce", "record"):
+        raise ValueError("must be 'enforce' or 'record'")
+    return text
+
+
 def _log_level(value: Any) -> str:
     level = str(value).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -287,6 +294,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Client secret of that developer key (required with LEDGER_PROXY_OAUTH_CLIENT_ID). "
         "Never logged.",
     ),
+    Setting(
+        "INTEGRATIONS",
+        None,
+        _optional_path,
+        "The integration registry: a JSON file binding each integration label to the Canvas "
+        "user ids allowed to use it, {\"roster-sync\": {\"user_ids\": [17]}} (relative paths "
+        "are in the instance folder). Default: integrations.json in the instance folder when it "
+        "exists. Without a registry every label is self-declared, and answers say so.",
+    ),
+    Setting(
+        "INTEGRATIONS_MODE",
+        "enforce",
+        _integrations_mode,
+        "With a registry: 'enforce' refuses (403) an enrollment-changing request under a label "
+        "by a user not registered for it; 'record' forwards it and records it with "
+        "label_verified false.",
+    ),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -400,6 +424,20 @@ def open_ledger(settings: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"LEDGER_PROXY_DATABASE={settings['DATABASE']}: cannot open the ledger ({exc})"
         ) from None
+
+
+def integration_registry(config: Mapping[str, Any], instance_path: str) -> Any:
+    """The integration registry (core.integrations.Registry), or None when there is none."""
+    from .core.integrations import RegistryError, load_registry
+
+    configured = config.get("INTEGRATIONS")
+    path = Path(instance_path) / (configured or "integrations.json")
+    if not configured and not path.exists():
+        return None
+    try:
+        return load_registry(path, config.get("INTEGRATIONS_MODE") or "enforce")
+    except RegistryError as exc:
+        raise ConfigError(f"LEDGER_PROXY_INTEGRATIONS: {exc}") from None
 
 
 def token_hash_key(config: Mapping[str, Any], instance_path: str) -> bytes:

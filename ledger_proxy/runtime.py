@@ -22,6 +22,7 @@ class Runtime:
     canvas: CanvasClient
     token_key: bytes
     identity_ttl: float
+    registry: Any = None  # core.integrations.Registry: who may act under which label
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Background work of this process (the reconciler), stopped by stop_background().

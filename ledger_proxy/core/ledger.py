@@ -105,6 +105,7 @@ class Intent:
     enrollment_ref: str | None = None
     account_ref: str | None = None
     params: Mapping[str, Any] | None = None
+    label_verified: bool | None = None  # None: no integration registry (self-declared)
 
 
 def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
@@ -114,8 +115,8 @@ def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
             """
             INSERT INTO requests (id, received_at, method, path, kind, integration,
                 actor_user_id, actor_name, token_hash, user_agent, course_ref, section_ref,
-                enrollment_ref, account_ref, params, status)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                enrollment_ref, account_ref, params, status, label_verified)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 intent.request_id,
@@ -134,6 +135,7 @@ def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
                 intent.account_ref,
                 json.dumps(dict(intent.params or {}), sort_keys=True),
                 PENDING,
+                intent.label_verified,
             ],
         )
 
@@ -158,6 +160,7 @@ def _settle(
     canvas_request_id: str | None,
     error: str | None,
     settlement: Settlement | None = None,
+    acting_as_user_id: int | None = None,
 ) -> None:
     # A reconciliation settles only what is still unsettled: if another reconciler (a lease
     # that expired mid-run) got there first, the whole transaction is rolled back.
@@ -165,7 +168,8 @@ def _settle(
     cursor = db.execute(
         f"""
         UPDATE requests SET status = ?, http_status = ?, canvas_request_id = ?,
-            outcome_at = ?, error = ?, settled_by = ?, evidence = ?
+            outcome_at = ?, error = ?, settled_by = ?, evidence = ?,
+            acting_as_user_id = COALESCE(?, acting_as_user_id)
         WHERE id = ?{guard}
         """,
         [
@@ -176,6 +180,7 @@ def _settle(
             error,
             settlement.settled_by if settlement else "response",
             settlement.evidence if settlement else None,
+            acting_as_user_id,
             request_id,
         ],
     )
@@ -281,6 +286,7 @@ def record_events(
     http_status: int | None,
     canvas_request_id: str | None,
     settlement: Settlement | None = None,
+    acting_as_user_id: int | None = None,
 ) -> None:
     """Append the events, update the current view and settle the request, atomically."""
     recorded_at = iso(utcnow())
@@ -317,7 +323,10 @@ def record_events(
                 canvas_request_id=canvas_request_id,
                 recorded_at=recorded_at,
             )
-        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
+        _settle(
+            db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement,
+            acting_as_user_id,
+        )
 
 
 def _update_view(
@@ -625,11 +634,15 @@ def roster_entries(
 
 
 def enrollments_by_id(db: sqlite_utils.Database, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The current view's rows for these enrollment ids."""
-    return {
-        record["enrollment_id"]: record
-        for record in _where_in(db, "SELECT * FROM enrollments WHERE enrollment_id IN", ids)
-    }
+    """The current view's rows for these enrollment ids, with what the originating request
+    says of its label (label_verified) and of masquerading (acting_as_user_id)."""
+    sql = (
+        "SELECT e.*, r.label_verified AS origin_label_verified, "
+        "r.acting_as_user_id AS origin_acting_as_user_id "
+        "FROM enrollments e LEFT JOIN requests r ON r.id = e.origin_request_id "
+        "WHERE e.enrollment_id IN"
+    )
+    return {record["enrollment_id"]: record for record in _where_in(db, sql, ids, "e.rowid")}
 
 
 def unsettled_creates(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -657,12 +670,14 @@ def sis_import_jobs(
     return list(_where_in(db, sql + " AND job_id IN", list(job_ids)))
 
 
-def _where_in(db: sqlite_utils.Database, sql: str, values: list[Any]) -> Iterator[dict[str, Any]]:
-    """The rows of `sql` (ending in "... IN") for all `values`, in rowid order, asked in
+def _where_in(
+    db: sqlite_utils.Database, sql: str, values: list[Any], order: str = "rowid"
+) -> Iterator[dict[str, Any]]:
+    """The rows of `sql` (ending in "... IN") for all `values`, in `order` (rowid), asked in
     chunks that stay under SQLite's limit on bound parameters."""
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
-        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY rowid", chunk)
+        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY {order}", chunk)
 
 
 # What the metrics read

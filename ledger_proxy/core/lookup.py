@@ -361,7 +361,13 @@ def _ledger_record(record: Mapping[str, Any] | None) -> LedgerRecord | None:
         canvas_request_id=record["origin_canvas_request_id"],
         request_id=record["origin_request_id"],
         last_action=record["last_action"],
+        acting_as_user_id=record.get("origin_acting_as_user_id"),
+        label_verified=_flag(record.get("origin_label_verified")),
     )
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -380,4 +386,9 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "request_id": record["origin_request_id"],
         "last_action": record["last_action"],
         "last_recorded_at": record["last_recorded_at"],
+        # The user Canvas acted as when actor_user_id masqueraded (as_user_id), else null.
+        "acting_as_user_id": record.get("origin_acting_as_user_id"),
+        # true: the integration registry confirmed the label for the actor; false: it did not
+        # (recorded in 'record' mode); null: no registry, the label is self-declared.
+        "label_verified": _flag(record.get("origin_label_verified")),
     }

@@ -132,6 +132,18 @@ class LedgerEvidence(Schema):
     request_id = _text("The proxy's own request id (X-Ledger-Request-Id).", required=True)
     last_action = _text("Latest action recorded.", required=True)
     last_recorded_at = fields.DateTime(required=True)
+    acting_as_user_id = _id(
+        "The user Canvas acted as when actor_user_id masqueraded (as_user_id); null otherwise.",
+        allow_none=True,
+    )
+    label_verified = fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "true: the integration registry confirmed the label for the actor; "
+            "false: it did not (recorded in 'record' mode); null: no registry, the label is "
+            "self-declared."
+        },
+    )
 
 
 class EnrollmentVerdict(Schema):
