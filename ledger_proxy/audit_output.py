@@ -35,6 +35,7 @@ COLOURS = {
     "manual": "yellow",
     "pending": "magenta",
     "unknown": "white",
+    "ambiguous": "red",
 }
 
 

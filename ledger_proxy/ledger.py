@@ -30,6 +30,10 @@ ACTION_BY_DELETED_STATE = {
     "inactive": "deactivated",
 }
 STATE_AFTER = {"enrollment_accept": "active", "enrollment_reject": "rejected"}
+# The action of an event reconciliation records when a row fits more than one explanation
+# (this request, or an SIS import running meanwhile): it names the candidate request without
+# crediting its integration with the row.
+AMBIGUOUS = "ambiguous"
 
 
 def utcnow() -> datetime:
@@ -331,8 +335,13 @@ def _update_view(
 ) -> None:
     # The origin columns are written by the first event the ledger sees, and replaced only by
     # a later-recorded `created`: reconciliation can find that an earlier request whose answer
-    # was lost made the row that a retry then saw as existing (adopted).
-    upgrade = "excluded.origin_action = 'created' AND enrollments.origin_action <> 'created'"
+    # was lost made the row that a retry then saw as existing (adopted). A reconciled
+    # `ambiguous` replaces anything but `created` the same way (it may have made the row).
+    upgrade = (
+        "(excluded.origin_action = 'created' AND enrollments.origin_action <> 'created') OR "
+        f"(excluded.origin_action = '{AMBIGUOUS}' "
+        f"AND enrollments.origin_action NOT IN ('created', '{AMBIGUOUS}'))"
+    )
     origin = ", ".join(
         f"{column} = CASE WHEN {upgrade} THEN excluded.{column} ELSE enrollments.{column} END"
         for column in (

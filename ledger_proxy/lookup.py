@@ -357,8 +357,9 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "integration": record["origin_integration"],
         "actor_user_id": record["origin_actor_user_id"],
         # created, or adopted: the row existed before the proxy first touched it (whether by a
-        # re-enrollment or by a change, which `first_action` names).
-        "action": first if first in ("created", "adopted") else "adopted",
+        # re-enrollment or by a change, which `first_action` names); ambiguous: reconciliation
+        # found that the request may have made it, and so may something else.
+        "action": first if first in ("created", "adopted", "ambiguous") else "adopted",
         "first_action": first,
         "recorded_at": record["first_recorded_at"],
         "canvas_request_id": record["origin_canvas_request_id"],

@@ -11,7 +11,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-VERDICTS = ("integration", "sis", "manual", "pending", "unknown")
+VERDICTS = ("integration", "sis", "manual", "pending", "unknown", "ambiguous")
 ACTIONS = (
     "created",
     "adopted",
@@ -22,6 +22,7 @@ ACTIONS = (
     "reactivated",
     "accepted",
     "rejected",
+    "ambiguous",
 )
 
 
@@ -57,10 +58,11 @@ class LedgerEvidence(Schema):
     integration = _text("Integration label of the first recorded request.", allow_none=True)
     actor_user_id = _id("Canvas user behind that request's token.", allow_none=True)
     action = _text(
-        "created (the proxy saw Canvas make it) or adopted (it existed before the proxy first "
-        "touched it, by a re-enrollment or a change).",
+        "created (the proxy saw Canvas make it), adopted (it existed before the proxy first "
+        "touched it, by a re-enrollment or a change) or ambiguous (reconciliation found that a "
+        "request whose answer was lost may have made it, and so may something else).",
         required=True,
-        validate=validate.OneOf(("created", "adopted")),
+        validate=validate.OneOf(("created", "adopted", "ambiguous")),
     )
     first_action = _text(
         "The first action the ledger recorded: created, adopted, or a change (deleted, ...).",
@@ -121,6 +123,7 @@ class Summary(Schema):
     pending = fields.Integer(required=True)
     # (`unknown` is a Schema option's name: the field is named so only in the data.)
     unknown_ = fields.Integer(required=True, data_key="unknown")
+    ambiguous = fields.Integer(required=True)
     total = fields.Integer(required=True)
 
 

@@ -52,7 +52,9 @@ class LookupArgs(Schema):
 
     provenance = fields.String(
         load_default=None,
-        validate=validate.OneOf(("integration", "sis", "manual", "pending", "unknown")),
+        validate=validate.OneOf(
+            ("integration", "sis", "manual", "pending", "unknown", "ambiguous")
+        ),
     )
     include_deleted = fields.Boolean(load_default=False)
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too

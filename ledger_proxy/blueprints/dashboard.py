@@ -50,6 +50,7 @@ VERDICT_LABELS = {
     "manual": "Manual",
     "pending": "Pending",
     "unknown": "Unknown",
+    "ambiguous": "Ambiguous",
 }
 VERDICT_MEANINGS = {
     "integration": "The ledger saw Canvas create it for a request through the proxy.",
@@ -57,6 +58,8 @@ VERDICT_MEANINGS = {
     "manual": "Not made through the proxy nor by SIS: the web UI, or a script bypassing it.",
     "pending": "A request through the proxy may have made it; its outcome is not settled yet.",
     "unknown": "Not seen by the proxy, and Canvas hides SIS fields from you: SIS not ruled out.",
+    "ambiguous": "Made while a request whose answer was lost was in flight, but SIS may have "
+    "made it too: not credited to the integration.",
 }
 # Canvas's built-in enrollment types, as its web UI names them (custom roles show their name).
 ROLE_NAMES = {
