@@ -463,3 +463,33 @@ def store_actor(db: sqlite_utils.Database, token_hash: str, actor: Actor) -> Non
             """,
             [token_hash, actor.user_id, actor.name, iso(utcnow())],
         )
+
+
+def forget_actor(db: sqlite_utils.Database, token_hash: str) -> None:
+    """Drop a token's cache entry (signed out, or refused by Canvas)."""
+    with write_transaction(db):
+        db.execute("DELETE FROM actors WHERE token_hash = ?", [token_hash])
+
+
+# Dashboard sessions signed out before they expire: the cookie cannot be taken back from a
+# browser (or from whoever copied it), so the ledger remembers its session id until it expires.
+
+SIGNED_OUT = "signed_out:"
+
+
+def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> None:
+    with write_transaction(db):
+        db.execute(
+            "DELETE FROM ledger_meta WHERE key LIKE ? AND value < ?",
+            [SIGNED_OUT + "%", iso(utcnow())],
+        )
+        db.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SIGNED_OUT + session_id, iso(until)],
+        )
+
+
+def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
+    rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
+    return bool(rows.fetchall())
