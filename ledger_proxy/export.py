@@ -145,10 +145,11 @@ def count(db: sqlite_utils.Database, filters: Filters) -> int:
 
 
 def _recorded_at(moment: datetime) -> str:
-    """In recorded_at's own format, so that text order is time order."""
+    """In recorded_at's own format, so that text order is time order (a four-digit year
+    even before 1000, which strftime's %Y would shorten)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def pages(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -60,13 +61,21 @@ class LookupArgs(Schema):
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
 
 
+def _in_utc_range(moment: datetime) -> None:
+    """recorded_at is UTC: 0001-01-01T00:00:00+01:00 is a time before year 1 there."""
+    try:
+        (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("out of range: not a time between years 1 and 9999 in UTC") from None
+
+
 class ExportArgs(Schema):
     """Query parameters of GET /ledger/v1/export (unknown ones refused: a typo in a filter
     must not silently widen an auditor's slice to the whole ledger)."""
 
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "ndjson")))
-    since = fields.DateTime(format="iso", load_default=None)
-    until = fields.DateTime(format="iso", load_default=None)
+    since = fields.DateTime(format="iso", load_default=None, validate=_in_utc_range)
+    until = fields.DateTime(format="iso", load_default=None, validate=_in_utc_range)
     course_id = fields.Integer(
         strict=False, load_default=None, validate=validate.Range(min=1, max=2**63 - 1)
     )

@@ -166,8 +166,14 @@ def static(filename: str) -> Response:
 
 @lru_cache(maxsize=8)
 def _static_file(filename: str) -> tuple[bytes, str] | None:
-    path = (STATIC / filename).resolve()
-    if not path.is_relative_to(STATIC) or not path.is_file():
+    # A NUL or an over-long name is no file of ours (and the OS would raise, not say no).
+    if "\x00" in filename or len(filename) > 255:
+        return None
+    try:
+        path = (STATIC / filename).resolve()
+        if not path.is_relative_to(STATIC) or not path.is_file():
+            return None
+    except (OSError, ValueError):
         return None
     content = path.read_bytes()
     return content, hashlib.sha256(content).hexdigest()[:32]
@@ -381,6 +387,8 @@ def _safe_next(next_url: Any) -> str:
     home = url_for("dashboard.index")
     if not isinstance(next_url, str) or not next_url.startswith(home):
         return home
+    if any(ord(char) < 32 or ord(char) == 127 for char in next_url):
+        return home  # CR/LF would split the Location header; browsers drop tabs from URLs
     parts = urlsplit(next_url)
     if parts.scheme or parts.netloc or "\\" in next_url or "//" in parts.path:
         return home
