@@ -9,6 +9,7 @@ from typing import Any, TextIO
 import click
 
 from .canvas import CanvasRefused
+from .export import neutralise
 
 CSV_COLUMNS = (
     "id",
@@ -92,9 +93,16 @@ def write(result: dict[str, Any], output_format: str, out: TextIO, *, colour: bo
         json.dump(result, out, indent=2)
         out.write("\n")
     elif output_format == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        # Text quoted and neutralised as in the ledger export (export.neutralise), so that a
+        # display name or a role name such as =HYPERLINK(...) stays text in a spreadsheet.
+        writer = csv.DictWriter(
+            out, fieldnames=CSV_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+        )
         writer.writeheader()
-        writer.writerows(rows(result))
+        writer.writerows(
+            {key: neutralise(value) if isinstance(value, str) else value for key, value in row.items()}
+            for row in rows(result)
+        )
     else:
         _table(result, out, colour)
 

@@ -196,13 +196,42 @@ INTEGER_COLUMNS = frozenset(
 )
 
 
+# Spreadsheet safety (OWASP, "CSV injection"): a text cell that begins with one of these gets a
+# single quote in front (the field is quoted already), so that a spreadsheet shows it as text
+# instead of running it as a formula. A value that itself begins with a quote gets one too, so
+# that reading undoes it exactly: a CSV cell that begins with a quote loses one (docs/audit.md).
+# Integers are written bare: a number is never a formula. NDJSON carries the raw values.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralise(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unneutralise(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
+_SQL_STARTS = ", ".join(
+    {"\t": "char(9)", "\r": "char(13)", "'": "''''"}.get(start, f"'{start}'")
+    for start in FORMULA_STARTS
+)
+
+
+def _neutralised(column: str) -> str:
+    return (
+        f"CASE WHEN substr({column}, 1, 1) IN ({_SQL_STARTS}) THEN '''' || {column} "
+        f"ELSE {column} END"
+    )
+
+
 def _csv_value(column: str) -> str:
     if column in INTEGER_COLUMNS:
         return (
             f"CASE typeof({column}) WHEN 'integer' THEN {column} WHEN 'null' THEN '' "
-            f"ELSE '\"' || replace({column}, '\"', '\"\"') || '\"' END"
+            f"ELSE '\"' || replace({_neutralised(column)}, '\"', '\"\"') || '\"' END"
         )
-    return f"ifnull({column}, '')"
+    return f"ifnull({_neutralised(column)}, '')"
 
 
 _CSV_LINE = "seq, printf('{}', {})".format(
@@ -274,7 +303,7 @@ def file_events(path: str) -> Iterator[dict[str, Any]]:
             raise ValueError(f"{path} is not a ledger export: it has no column {missing[0]}")
         for values in reader:
             row = dict(zip(header, values, strict=True))
-            yield {name: row[name] for name in HEADER}
+            yield {name: unneutralise(row[name]) for name in HEADER}
 
 
 # Verification
