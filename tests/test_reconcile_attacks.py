@@ -8,6 +8,7 @@ reconcile` must not settle that row as the integration's.
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -103,7 +104,8 @@ def test_a_row_an_sis_import_running_meanwhile_may_have_made_is_ambiguous(world,
     output = reconcile(monkeypatch, database, sim, world.admin["token"])
     assert f"enrollment_create: ambiguous enrollment {made['id']}" in output
     [settled] = ledger(database, "SELECT * FROM requests")
-    assert settled["status"] == "completed" and f"SIS import {job['id']}" in settled["evidence"]
+    assert settled["status"] == "completed" and f"SIS import {job['id']}, begun at" in settled["evidence"]
+    assert "was running then" in settled["evidence"]
     row, summary = lookup_row(proxy, world, made["id"])
     assert (row["provenance"], row["ledger"]["action"]) == ("ambiguous", "ambiguous")
     assert summary["ambiguous"] == 1 and summary["integration"] == 0
@@ -115,3 +117,26 @@ def test_a_row_an_sis_import_running_meanwhile_may_have_made_is_ambiguous(world,
     assert export.status_code == 200
     events = [json.loads(line) for line in export.text.splitlines()]
     assert [(e["enrollment_id"], e["action"]) for e in events] == [(made["id"], "ambiguous")]
+
+
+def test_a_row_an_sis_import_begun_after_a_long_request_made_is_not_the_integrations(world, sim, make_proxy, monkeypatch):
+    """A request that waited a minute for Canvas (then timed out): an SIS import begun during
+    that minute made the row. The row is inside the in-flight window, but its import began
+    after the request did, so it is SIS's."""
+    proxy = make_proxy(sim.url)
+    database = proxy.app.config["DATABASE"]
+    student = world.students[3]
+    intent = a_5xx_that_did_nothing(proxy, world, sim, student)
+    # The request reached the proxy a minute before its outcome came (a long wait for Canvas).
+    with sqlite3.connect(database) as conn:
+        received = datetime.now(UTC) - timedelta(seconds=60)
+        conn.execute("UPDATE requests SET received_at = ? WHERE id = ?", [received.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), intent["id"]])
+    job = sim.control("POST", "sis_imports", {"csv": f"course_id,user_id,role,section_id,status\nBIO-101,{student['sis_user_id']},student,,active\n"})
+    [made] = [t for t in sim.enrollments(course_id=world.course["id"]) if t["user_id"] == student["id"]]
+    assert made["sis_import_id"] == job["id"]
+
+    output = reconcile(monkeypatch, database, sim, world.admin["token"])
+    assert "enrollment_create: failed" in output and f"SIS import {job['id']}" in output
+    assert ledger(database, "SELECT * FROM events") == []
+    row, _ = lookup_row(proxy, world, made["id"])
+    assert (row["provenance"], row["ledger"]) == ("sis", None)
