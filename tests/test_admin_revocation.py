@@ -70,6 +70,7 @@ def test_a_restart_does_not_revive_a_revoked_token_from_the_identity_cache(world
 def test_a_signed_out_dashboard_cookie_replayed_no_longer_exports(world, sim, make_proxy):
     proxy = make_proxy(sim.url, SESSION_COOKIE_SECURE=False, ADMIN_USER_IDS=[world.admin["id"]])
     database = proxy.app.config["DATABASE"]
+    assert enroll(proxy.url, world, world.students[2]).status_code == 200  # caches the token's user
     session = browser_session()
     assert sign_in_with_token(session, proxy, world.admin["token"]).status_code == 302
     copied = session.cookies["ledger_session"]
@@ -89,3 +90,12 @@ def test_a_signed_out_dashboard_cookie_replayed_no_longer_exports(world, sim, ma
     assert page.status_code == 302 and "/ledger/login" in page.headers["Location"]
     # The admin's token itself still works (a pasted token stays theirs), only the session ended.
     assert get(f"{proxy.url}/ledger/v1/export", world.admin["token"]).status_code == 200
+
+
+def test_a_revoked_token_cannot_sign_in_to_the_dashboard_from_the_identity_cache(world, sim, make_proxy):
+    proxy = make_proxy(sim.url, SESSION_COOKIE_SECURE=False, ADMIN_USER_IDS=[world.admin["id"]])
+    assert enroll(proxy.url, world, world.students[1]).status_code == 200  # caches the token's user
+    assert actors(proxy.app.config["DATABASE"]) == 1
+    sim.control("POST", "tokens/revoke", {"token": world.admin["token"]})
+    answer = sign_in_with_token(browser_session(), proxy, world.admin["token"])
+    assert answer.status_code == 401 and "Canvas did not accept this token." in answer.text

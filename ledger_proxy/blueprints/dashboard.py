@@ -314,7 +314,8 @@ def login_submit() -> Response:
         return _login_page(next_url, "Paste a Canvas access token.", 400)
     rt = runtime()
     try:
-        actor = rt.actor_for(get_db(), token, token_hash(rt.token_key, token))
+        # Canvas itself, never the identity cache: a revoked token must not sign in.
+        actor = rt.confirmed_actor(get_db(), token, token_hash(rt.token_key, token))
     except CANVAS_FAILURES as exc:
         error = proxy_error(exc)
         return error_page(error.http_status, "Canvas did not answer", error.message)
