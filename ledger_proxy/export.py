@@ -212,17 +212,14 @@ def unneutralise(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
-_SQL_STARTS = ", ".join(
-    {"\t": "char(9)", "\r": "char(13)", "'": "''''"}.get(start, f"'{start}'")
-    for start in FORMULA_STARTS
-)
+# One GLOB character class (a leading "-" is literal in it; the quote doubled for SQL; tab and CR
+# as themselves): the cheapest test SQLite offers here, about a tenth of the export's time.
+_FORMULA_GLOB = "[" + "".join(sorted(FORMULA_STARTS, key=lambda c: c != "-")) + "]*"
 
 
 def _neutralised(column: str) -> str:
-    return (
-        f"CASE WHEN substr({column}, 1, 1) IN ({_SQL_STARTS}) THEN '''' || {column} "
-        f"ELSE {column} END"
-    )
+    pattern = _FORMULA_GLOB.replace("'", "''")
+    return f"CASE WHEN {column} GLOB '{pattern}' THEN '''' || {column} ELSE {column} END"
 
 
 def _csv_value(column: str) -> str:
