@@ -100,7 +100,7 @@ def write(result: dict[str, Any], output_format: str, out: TextIO, *, colour: bo
         )
         writer.writeheader()
         writer.writerows(
-            {key: neutralise(value) if isinstance(value, str) else value for key, value in row.items()}
+            {key: neutralise(cell) if isinstance(cell, str) else cell for key, cell in row.items()}
             for row in rows(result)
         )
     else:

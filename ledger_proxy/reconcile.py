@@ -175,7 +175,8 @@ def _settle_create(
     before = [row for created, row in timed if created is not None and created < earliest]
     # A row an SIS import made (one that began after this request) is not this request's work;
     # one an import running since before the request may have made is ambiguous.
-    sis_made, ambiguous = [], []
+    sis_made: list[tuple[Any, str]] = []
+    ambiguous: list[tuple[Any, str]] = []
     for row in made:
         explanation = _sis_explanation(canvas, token, row, started, options.allowance)
         if explanation is not None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ledger_proxy.cli import main
 
-from .dashboard_support import browser_session, csrf_of, sign_in_with_token
+from .dashboard_support import browser_session, csrf_of
 from .helpers import assert_canvas_error, raw_request
 from .test_faults import enroll
 
