@@ -480,8 +480,8 @@ SIGNED_OUT = "signed_out:"
 def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> None:
     with write_transaction(db):
         db.execute(
-            "DELETE FROM ledger_meta WHERE key LIKE ? AND value < ?",
-            [SIGNED_OUT + "%", iso(utcnow())],
+            "DELETE FROM ledger_meta WHERE substr(key, 1, ?) = ? AND value < ?",
+            [len(SIGNED_OUT), SIGNED_OUT, iso(utcnow())],
         )
         db.execute(
             "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "

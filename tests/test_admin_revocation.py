@@ -99,3 +99,21 @@ def test_a_revoked_token_cannot_sign_in_to_the_dashboard_from_the_identity_cache
     sim.control("POST", "tokens/revoke", {"token": world.admin["token"]})
     answer = sign_in_with_token(browser_session(), proxy, world.admin["token"])
     assert answer.status_code == 401 and "Canvas did not accept this token." in answer.text
+
+
+def test_signed_out_sessions_are_forgotten_once_they_would_have_expired(tmp_path):
+    from datetime import timedelta
+
+    from ledger_proxy import db as ledger_db
+    from ledger_proxy import ledger
+
+    path = str(tmp_path / "ledger.sqlite3")
+    ledger_db.initialise(path)
+    database = ledger_db.connect(path)
+    try:
+        ledger.end_session(database, "old", ledger.utcnow() - timedelta(seconds=1))
+        assert ledger.session_ended(database, "old")
+        ledger.end_session(database, "new", ledger.utcnow() + timedelta(hours=8))
+        assert (ledger.session_ended(database, "old"), ledger.session_ended(database, "new")) == (False, True)
+    finally:
+        database.close()
