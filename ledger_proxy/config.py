@@ -91,6 +91,13 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
+def _short_cache_seconds(value: Any) -> int:
+    seconds = _non_negative_int(value)
+    if seconds > 60:
+        raise ValueError("must be at most 60 seconds")
+    return seconds
+
+
 def _byte_size(value: Any) -> int:
     size = _non_negative_int(value)
     if size == 0:
@@ -212,6 +219,15 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_int,
         "How long the Canvas user behind a token (from /api/v1/users/self) is cached, keyed "
         "by a keyed hash of the token.",
+    ),
+    Setting(
+        "ADMIN_CONFIRM_SECONDS",
+        5,
+        _short_cache_seconds,
+        "How long (0 to 60 seconds) a token's Canvas user, confirmed with Canvas, is trusted "
+        "for the admin-only endpoints (export, history) before Canvas is asked again; never "
+        "from the persisted identity cache, so a token revoked in Canvas loses admin access "
+        "within this time.",
     ),
     Setting(
         "TOKEN_HASH_KEY",

@@ -1,7 +1,8 @@
 """The ledger store: the only code that opens the SQLite file or runs SQL on its tables.
 
 Intents, outcomes, append-only events and the current view; the actor cache, the SIS roster,
-the reconciliation lease and the readers the lookup, the export and the probes use. No Flask.
+the reconciliation lease, signed-out dashboard sessions and the readers the lookup, the export
+and the probes use. No Flask.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlite_utils
 from .chain import GENESIS, event_hash
 from .migrations import migrations
 from .util import as_int, iso, parse_time, utcnow
-from .vocab import COMPLETED, CREATED, PENDING, UNKNOWN
+from .vocab import AMBIGUOUS, COMPLETED, CREATED, PENDING, UNKNOWN
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 1000
@@ -343,8 +344,13 @@ def _update_view(
 ) -> None:
     # The origin columns are written by the first event the ledger sees, and replaced only by
     # a later-recorded `created`: reconciliation can find that an earlier request whose answer
-    # was lost made the row that a retry then saw as existing (adopted).
-    upgrade = f"excluded.origin_action = '{CREATED}' AND enrollments.origin_action <> '{CREATED}'"
+    # was lost made the row that a retry then saw as existing (adopted). A reconciled
+    # `ambiguous` replaces anything but `created` the same way (it may have made the row).
+    upgrade = (
+        f"(excluded.origin_action = '{CREATED}' AND enrollments.origin_action <> '{CREATED}') OR "
+        f"(excluded.origin_action = '{AMBIGUOUS}' "
+        f"AND enrollments.origin_action NOT IN ('{CREATED}', '{AMBIGUOUS}'))"
+    )
     origin = ", ".join(
         f"{column} = CASE WHEN {upgrade} THEN excluded.{column} ELSE enrollments.{column} END"
         for column in (
@@ -468,6 +474,12 @@ def store_actor(db: sqlite_utils.Database, token_hash: str, actor: Actor) -> Non
         )
 
 
+def forget_actor(db: sqlite_utils.Database, token_hash: str) -> None:
+    """Drop a token's cache entry (signed out, or refused by Canvas)."""
+    with write_transaction(db):
+        db.execute("DELETE FROM actors WHERE token_hash = ?", [token_hash])
+
+
 # The events, for the hash chain and the export
 
 
@@ -510,8 +522,11 @@ class Filters:
 
 
 def _recorded_at(moment: datetime) -> str:
-    """In recorded_at's own format, so that text order is time order (naive means UTC)."""
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    """In recorded_at's own format, so that text order is time order (naive means UTC; a
+    four-digit year even before 1000, which strftime's %Y would shorten)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def event_count(db: sqlite_utils.Database, filters: Filters = Filters()) -> int:
@@ -696,3 +711,27 @@ def unsettled_summary(path: str, timeout: float) -> dict[str, tuple[int, str | N
     finally:
         db.close()
     return {status: (number, first) for status, number, first in rows}
+
+
+# Dashboard sessions signed out before they expire: the cookie cannot be taken back from a
+# browser (or from whoever copied it), so the ledger remembers its session id until it expires.
+
+SIGNED_OUT = "signed_out:"
+
+
+def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> None:
+    with write_transaction(db):
+        db.execute(
+            "DELETE FROM ledger_meta WHERE substr(key, 1, ?) = ? AND value < ?",
+            [len(SIGNED_OUT), SIGNED_OUT, iso(utcnow())],
+        )
+        db.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SIGNED_OUT + session_id, iso(until)],
+        )
+
+
+def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
+    rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
+    return bool(rows.fetchall())

@@ -22,7 +22,7 @@ from . import ledger, provenance
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster
 from .util import as_int, parse_time
-from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
+from .vocab import ADOPTED, ALL_STATES, AMBIGUOUS, CREATED, LISTED_STATES
 
 PAGE_SIZE = 100
 PENDING_MARGIN = timedelta(minutes=5)
@@ -378,8 +378,9 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "integration": record["origin_integration"],
         "actor_user_id": record["origin_actor_user_id"],
         # created, or adopted: the row existed before the proxy first touched it (whether by a
-        # re-enrollment or by a change, which `first_action` names).
-        "action": first if first in (CREATED, ADOPTED) else ADOPTED,
+        # re-enrollment or by a change, which `first_action` names); ambiguous: reconciliation
+        # found that the request may have made it, and so may something else.
+        "action": first if first in (CREATED, ADOPTED, AMBIGUOUS) else ADOPTED,
         "first_action": first,
         "recorded_at": record["first_recorded_at"],
         "canvas_request_id": record["origin_canvas_request_id"],

@@ -8,6 +8,9 @@ The verdicts, strongest evidence first:
 - ``pending``: a request through the proxy may have made it, but its outcome is not settled yet.
 - ``unknown``: not seen by the proxy, and Canvas hid the SIS fields from the caller, so an SIS
   origin can be neither shown nor ruled out (never a false ``manual``).
+- ``ambiguous``: reconciliation found the row made while a request through the proxy was in
+  flight whose answer was lost, but something else (an SIS import running then) could have
+  made it too: never credited to the integration.
 - ``manual``: everything else: made by hand in the web UI, by a script bypassing the proxy, or
   made by hand and later re-enrolled (adopted) through the proxy.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
+from .vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,15 @@ def classify(evidence: Evidence) -> Verdict:
                 "claimed it, which does not make SIS its creator"
             )
         return Verdict(INTEGRATION, reason, False)
+    if record is not None and record.origin_action == AMBIGUOUS:
+        return Verdict(
+            AMBIGUOUS,
+            f"made while request {record.request_id} of "
+            f"{_who(record.integration, record.actor_user_id)} was in flight with its answer "
+            "lost, but another explanation fits too (see the request's evidence): not credited "
+            "to the integration",
+            old,
+        )
     if sis_marked:
         reason = _sis_reason(evidence)
         if record is not None:
