@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from werkzeug.wrappers import Request, Response
 
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 from ledger_proxy.upstream.jwks import (
     InvalidEventSignature,
     JwksUnavailable,

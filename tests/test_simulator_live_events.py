@@ -15,7 +15,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from ledger_proxy.core.live_events import LiveEvent, derive_via, parse_event
-from ledger_proxy.serving import BackgroundServer
+from ledger_proxy.devserver import BackgroundServer
 from ledger_proxy.simulator.live_events import DEFAULT_DEVELOPER_KEY_ID
 from ledger_proxy.upstream.jwks import LiveEventsVerifier
 
