@@ -15,6 +15,7 @@ from flask import current_app, g
 
 from .core import ledger
 from .upstream.canvas import CanvasClient
+from .upstream.jwks import LiveEventsVerifier
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Runtime:
     canvas: CanvasClient
     token_key: bytes
     identity_ttl: float
+    # Verifies Live Events JWTs (LEDGER_PROXY_LIVE_EVENTS_JWKS); None when not configured.
+    live_events: LiveEventsVerifier | None = None
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Background work of this process (the reconciler), stopped by stop_background().
