@@ -247,3 +247,147 @@ def test_other_event_types_are_acknowledged_and_dropped(world, subscribed, known
     response = subscribed.post(jwt.encode(document, key, "RS256", headers={"kid": kid}))
     assert (response.status_code, response.json()) == (200, {"status": "ignored"})
     assert subscribed.rows() == []
+
+
+# -- each way an enrollment is made, judged against the simulator's ground truth --------------
+
+
+def direct_api(sim: Any, course_id: int, token: str, user_id: Any, **params: Any) -> dict[str, Any]:
+    """A script calling Canvas directly, bypassing the proxy."""
+    data = {"enrollment[user_id]": user_id, **{f"enrollment[{k}]": v for k, v in params.items()}}
+    response = sim.api("POST", f"courses/{course_id}/enrollments", token, data=data, headers={"User-Agent": "bypass-script/1.0"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_each_via_names_who_made_the_row(world, subscribed):
+    sim, course_id = world.sim, world.course["id"]
+    parent = sim.add_user("Pat Parent")
+    sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": world.students[4]["id"]})
+    sim.control("PATCH", f"courses/{course_id}", {"self_enrollment_code": "JOINBIO"})
+    subscribed.start()
+    made = {
+        "ui": ui_add(sim, course_id, world.students[0]["id"], world.teacher["id"], type="StudentEnrollment")["id"],
+        "masquerade": ui_add(sim, course_id, world.students[1]["id"], world.teacher["id"], type="StudentEnrollment", real_user_id=world.admin["id"])["id"],
+        "api": direct_api(sim, course_id, world.admin["token"], world.students[2]["id"])["id"],
+        "self": direct_api(sim, course_id, world.students[3]["token"], "self", self_enrollment_code="JOINBIO")["id"],
+    }
+    direct_api(sim, course_id, world.admin["token"], world.students[4]["id"])  # and its linked observer
+    sim.control("POST", "sis_imports", {"rows": [{"course_id": "BIO-101", "user_id": "S-06", "role": "student", "status": "active"}]})
+    subscribed.flush()
+    truth = {row["id"]: row["origin"] for row in sim.enrollments(course_id=course_id)}
+    [made["canvas"]] = [row["id"] for row in sim.enrollments(course_id=course_id) if row["user_id"] == parent["id"]]
+    [made["sis"]] = [i for i, o in truth.items() if o["channel"] == "sis"]
+    rows = by_id(subscribed.lookup(course_id, world.admin["token"]))
+
+    for case in ("ui", "masquerade", "api", "self", "canvas"):
+        row, origin_ = rows[made[case]], truth[made[case]]
+        assert origin_["channel"] in ("ui", "api"), case  # none of them went through the proxy
+        assert row["provenance"] == "manual", case
+        assert row["actor"]["request_id"] == origin_["request_context_id"], case
+    assert rows[made["ui"]]["actor"]["via"] == "ui" and rows[made["ui"]]["actor"]["user_id"] == truth[made["ui"]]["actor_user_id"] == world.teacher["id"]
+    assert rows[made["ui"]]["reason"].startswith(f"added in the web UI by Terry Teacher (user {world.teacher['id']}) on ")
+    masquerade = rows[made["masquerade"]]["actor"]
+    assert (masquerade["via"], masquerade["user_id"], masquerade["real_user_id"]) == ("ui", world.teacher["id"], world.admin["id"])
+    api = rows[made["api"]]
+    assert (api["actor"]["via"], api["actor"]["user_id"]) == ("api", truth[made["api"]]["actor_user_id"])
+    assert f"with developer key {api['actor']['developer_key_id']}" in api["reason"] and api["reason"].endswith("bypassing the proxy")
+    assert rows[made["self"]]["actor"]["via"] == "self" and truth[made["self"]]["actor_user_id"] == world.students[3]["id"]
+    assert rows[made["canvas"]]["actor"]["via"] == "canvas"
+    assert "side effect" in rows[made["canvas"]]["reason"]
+    sis_row = rows[made["sis"]]
+    assert (sis_row["provenance"], sis_row["actor"]["via"], sis_row["actor"]["user_id"]) == ("sis", "sis", None)
+    assert "confirmed by Canvas: the SIS importer's job made it" in sis_row["reason"]
+    summary = subscribed.lookup(course_id, world.admin["token"])["summary"]
+    assert summary["manual_via"]["ui"] >= 2 and summary["manual_via"]["api"] == 2 and summary["manual_via"]["self"] == 1 and summary["manual_via"]["canvas"] == 1
+
+
+def test_a_linked_observer_enrolled_by_a_proxied_request_is_confirmed_as_its_side_effect(world, subscribed):
+    sim, course_id = world.sim, world.course["id"]
+    parent = sim.add_user("Pat Parent")
+    sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": world.students[4]["id"]})
+    subscribed.start()
+    canvas = canvasapi.Canvas(f"{subscribed.proxy.url}/i/roster-sync", world.admin["token"])
+    canvas.get_course(course_id).enroll_user(world.students[4]["id"], enrollment={"type": "StudentEnrollment"})
+    subscribed.flush()
+    [observer] = [row for row in sim.enrollments(course_id=course_id) if row["user_id"] == parent["id"]]
+    row = by_id(subscribed.lookup(course_id, world.admin["token"]))[observer["id"]]
+    assert observer["origin"]["request_context_id"] == row["actor"]["request_id"]
+    assert (row["provenance"], row["actor"]["via"]) == ("integration", "canvas")
+    assert "confirmed by Canvas" in row["reason"] and "side effect" in row["reason"]
+
+
+def test_caliper_events_say_the_same(world, subscribed):
+    sim, course_id = world.sim, world.course["id"]
+    subscribed.start(format="caliper")
+    by_hand = ui_add(sim, course_id, world.students[0]["id"], world.teacher["id"], type="StudentEnrollment")["id"]
+    bypass = direct_api(sim, course_id, world.admin["token"], world.students[1]["id"])["id"]
+    subscribed.flush()
+    assert {r["format"] for r in subscribed.rows()} == {"caliper"}
+    rows = by_id(subscribed.lookup(course_id, world.admin["token"]))
+    assert (rows[by_hand]["actor"]["via"], rows[by_hand]["actor"]["user_id"]) == ("ui", world.teacher["id"])
+    assert (rows[bypass]["actor"]["via"], rows[bypass]["actor"]["user_id"]) == ("api", world.admin["id"])
+
+
+def test_duplicates_and_reordering_change_nothing(world, subscribed):
+    sim, course_id = world.sim, world.course["id"]
+    subscribed.start(duplicate=[1, 2, 3], reorder=[1])
+    ids = [ui_add(sim, course_id, student["id"], world.teacher["id"], type="StudentEnrollment")["id"] for student in world.students[:3]]
+    subscribed.flush()
+    assert sum(e["deliveries"] for e in sim.live_events_log()) > len(sim.live_events_log())  # they were duplicated
+    created = [r for r in subscribed.rows() if r["event_name"] == "enrollment_created"]
+    assert sorted(r["enrollment_id"] for r in created) == sorted(ids)  # each stored once
+    rows = by_id(subscribed.lookup(course_id, world.admin["token"]))
+    assert all(rows[i]["actor"]["user_id"] == world.teacher["id"] for i in ids)
+
+
+def test_global_ids_on_another_shard_match_the_rest_api_s_local_ids(world, subscribed):
+    subscribed.start(shard=42)
+    made = ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"], type="StudentEnrollment")
+    subscribed.flush()
+    [sent] = [e for e in world.sim.live_events_log() if e["event_name"] == "enrollment_created"]
+    assert sent["document"]["body"]["enrollment_id"] == str(42 * 10**13 + made["id"])
+    row = by_id(subscribed.lookup(world.course["id"], world.admin["token"]))[made["id"]]
+    assert row["actor"]["user_id"] == world.teacher["id"]
+
+
+def test_an_event_that_arrives_before_the_proxy_records_the_enrollment(world, subscribed):
+    """Canvas's event is stored while the proxy still waits to write the outcome of the very
+    request that made the row; the join is made when the lookup reads."""
+    runtime = subscribed.proxy.app.extensions["ledger_proxy"]
+    runtime.after_canvas = lambda: world.sim.flush_live_events()
+    subscribed.start()
+    canvas = canvasapi.Canvas(f"{subscribed.proxy.url}/i/roster-sync", world.admin["token"])
+    made = canvas.get_course(world.course["id"]).enroll_user(world.students[0]["id"], enrollment={"type": "StudentEnrollment"})
+    runtime.after_canvas = None
+    [stored] = [r for r in subscribed.rows() if r["event_name"] == "enrollment_created"]
+    assert stored["enrollment_id"] == made.id
+    row = by_id(subscribed.lookup(world.course["id"], world.admin["token"]))[made.id]
+    assert row["provenance"] == "integration" and "confirmed by Canvas" in row["reason"]
+
+
+def test_an_event_that_arrives_long_after_is_joined_then(world, subscribed):
+    """Lost on the way (Canvas is best effort), then ingested from an archive later."""
+    subscribed.start(drop=[1])
+    made = ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"], type="StudentEnrollment")
+    subscribed.flush()
+    before = by_id(subscribed.lookup(world.course["id"], world.admin["token"]))[made["id"]]
+    assert before["actor"] is None and before["provenance"] == "manual"
+    [lost] = [e for e in world.sim.live_events_log() if e["status"] == "dropped"]
+    assert subscribed.post(jwt_for(world, lost["document"])).json() == {"status": "stored"}
+    after = by_id(subscribed.lookup(world.course["id"], world.admin["token"]))[made["id"]]
+    assert after["actor"]["user_id"] == world.teacher["id"]
+
+
+def jwt_for(world: Any, document: dict[str, Any]) -> str:
+    """Signed with the simulator's current key, as Canvas would have."""
+    key = world.sim.state.live_events._signing_key()
+    return key.sign({**document, "exp": int(time.time()) + 300})
+
+
+def test_without_live_events_every_actor_is_null(world, proxy):
+    canvasapi.Canvas(f"{proxy.url}/i/roster-sync", world.admin["token"]).get_course(world.course["id"]).enroll_user(world.students[0]["id"], enrollment={"type": "StudentEnrollment"})
+    response = requests.get(f"{proxy.url}/ledger/v1/courses/{world.course['id']}/enrollments", headers={"Authorization": f"Bearer {world.admin['token']}"}, timeout=10)
+    body = response.json()
+    assert {row["actor"] is None for row in body["enrollments"]} == {True}
+    assert body["summary"]["manual_via"]["none"] == body["summary"]["manual"]

@@ -121,6 +121,7 @@ def actor(via="ui", user_id=2, name="Terry Teacher", created=True, proxied=False
         pytest.param(evidence(ledger=record(), actor=actor("api", proxied=True)), "integration", "created through the proxy by roster-sync (user 17) on 2026-09-01; confirmed by Canvas: request 5a53c1f0 made it", id="integration-confirmed-by-request-id"),
         pytest.param(evidence(ledger=record(), actor=actor("api")), "integration", "but Canvas's Live Event says it was added through the API", id="integration-contradicted-is-said"),
         pytest.param(evidence(actor=actor("api", proxied=True)), "integration", "confirmed by Canvas: request 5a53c1f0 made it on 2026-09-03, a request the proxy forwarded", id="lost-answer-confirmed-by-canvas"),
+        pytest.param(evidence(actor=actor("canvas", proxied=True)), "integration", "a request the proxy forwarded, as Canvas's side effect", id="side-effect-of-a-proxied-request"),
         pytest.param(evidence(ledger=record("adopted"), actor=actor("api", created=False, proxied=True)), "manual", "re-enrolled or changed through the API", id="an-update-through-the-proxy-confirms-no-creation"),
         pytest.param(evidence(sis_import_id=9, actor=actor("sis", user_id=None, name=None)), "sis", "Canvas shows sis_import_id 9 and confirmed by Canvas: the SIS importer's job made it", id="sis-job-strengthens-sis-import-id"),
         pytest.param(evidence(sis_visible=False, actor=actor("sis", user_id=None, name=None)), "sis", "confirmed by Canvas: the SIS importer's job made it", id="sis-job-turns-unknown-into-sis"),

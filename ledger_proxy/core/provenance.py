@@ -187,6 +187,8 @@ def classify(evidence: Evidence) -> Verdict:
         # Canvas's own word that a request the proxy forwarded made the row, even though the
         # ledger holds no `created` for it (its answer was lost, or it was seen as adopted).
         reason = f"{_confirmed(actor)}, a request the proxy forwarded"
+        if actor.via == "canvas":
+            reason += ", as Canvas's side effect (e.g. a linked observer's enrollment)"
         if record is not None:
             reason += (
                 f"; the ledger recorded it {record.origin_action} by "
