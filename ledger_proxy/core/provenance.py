@@ -149,7 +149,9 @@ def _sis_reason(evidence: Evidence) -> str:
         parts.append("it matches the institution's SIS roster")
     actor = evidence.actor
     if actor is not None and actor.via == SIS:
-        parts.append(f"confirmed by Canvas: the SIS importer's job made it ({described(actor)})")
+        when = f" on {_day(actor.event_time)}" if actor.event_time else ""
+        verb = "made" if actor.created else "re-enrolled or changed"
+        parts.append(f"confirmed by Canvas: the SIS importer's job {verb} it{when}")
     reason = "made by SIS: " + " and ".join(parts)
     if actor is not None and actor.via != SIS and actor.created:
         reason += f"; Canvas's Live Event says it was first {described(actor)}"
