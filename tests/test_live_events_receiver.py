@@ -391,3 +391,45 @@ def test_without_live_events_every_actor_is_null(world, proxy):
     body = response.json()
     assert {row["actor"] is None for row in body["enrollments"]} == {True}
     assert body["summary"]["manual_via"]["none"] == body["summary"]["manual"]
+
+
+# -- the dashboard and `ledger-proxy audit` show the actor too --------------------------------
+
+
+def test_the_dashboard_and_the_audit_name_the_actor(world, sim, make_proxy):
+    import html
+
+    from click.testing import CliRunner
+
+    from ledger_proxy.cli import main
+
+    from .dashboard_support import browser_session, sign_in_with_token
+
+    proxy = make_proxy(sim.url, LIVE_EVENTS_JWKS=sim.live_events_jwks_url, SESSION_COOKIE_SECURE=False)
+    subscription = Subscription(sim, proxy)
+    subscription.start()
+    try:
+        made = ui_add(sim, world.course["id"], world.students[0]["id"], world.teacher["id"], type="StudentEnrollment")
+        subscription.flush()
+    finally:
+        sim.live_events(enabled=False)
+    row = by_id(subscription.lookup(world.course["id"], world.admin["token"]))[made["id"]]
+    assert row["reason"].startswith("added in the web UI by Terry Teacher")
+
+    session = browser_session()
+    sign_in_with_token(session, proxy, world.admin["token"])
+    page = session.get(f"{proxy.url}/ledger/courses/{world.course['id']}", timeout=10)
+    text = html.unescape(page.text)
+    assert "Made by (Canvas Live Events)" in text and row["reason"] in text
+    assert f"Terry Teacher user {world.teacher['id']}, via ui" in text and row["actor"]["request_id"] in text
+
+    env = {"LEDGER_PROXY_CANVAS_URL": sim.url, "LEDGER_PROXY_DATABASE": proxy.app.config["DATABASE"], "CANVAS_TOKEN": world.admin["token"]}
+    as_csv = CliRunner().invoke(main, ["audit", str(world.course["id"]), "--format", "csv"], env=env)
+    assert as_csv.exit_code == 0, as_csv.output
+    import csv
+    import io
+
+    [audited] = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["id"] == str(made["id"])]
+    assert (audited["made_by_user_id"], audited["made_by_name"], audited["made_via"]) == (str(world.teacher["id"]), "Terry Teacher", "ui")
+    as_json = CliRunner().invoke(main, ["audit", str(world.course["id"]), "--format", "json"], env=env)
+    assert json.loads(as_json.stdout)["enrollments"] == subscription.lookup(world.course["id"], world.admin["token"])["enrollments"]
