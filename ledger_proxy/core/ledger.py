@@ -29,12 +29,24 @@ PAGE_SIZE = 1000
 # Opening the file
 
 
-def connect(path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> sqlite_utils.Database:
-    """A new handle on the ledger; one per thread (sqlite3 handles are not shared)."""
-    conn = sqlite3.connect(path, timeout=timeout)
+def connect(
+    path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000, sync_each_commit: bool = True,
+    shared: bool = False,
+) -> sqlite_utils.Database:
+    """A new handle on the ledger; one per thread (sqlite3 handles are not shared), unless
+    `shared`: then the caller serialises every use itself (live_store.GroupCommit's lock).
+
+    `sync_each_commit=False` (synchronous=NORMAL: in WAL mode a commit survives the process
+    dying, but the last commits may be lost if the machine loses power) is for Live Events
+    only, which Canvas itself delivers best effort: an fsync per event would cap the receiver
+    at the disk's sync rate (docs/benchmarks.md). The ledger's own events keep FULL.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=not shared)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     db.execute("PRAGMA foreign_keys = ON")
+    if not sync_each_commit:
+        db.execute("PRAGMA synchronous = NORMAL")
     return db
 
 
@@ -691,6 +703,21 @@ def store_live_events(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any
         before = db.conn.total_changes
         db.conn.executemany(_INSERT_LIVE_EVENT, values)
         return db.conn.total_changes - before
+
+
+def store_live_events_each(
+    db: sqlite_utils.Database, rows: list[Mapping[str, Any]]
+) -> list[bool]:
+    """Like `store_live_events`, in one transaction, saying for each row whether it was new
+    (False: its key was already stored, perhaps by an earlier row of the same batch)."""
+    with write_transaction(db):
+        return [
+            db.conn.execute(
+                _INSERT_LIVE_EVENT, [row.get(column) for column in LIVE_EVENT_COLUMNS]
+            ).rowcount
+            == 1
+            for row in rows
+        ]
 
 
 def live_events_for(db: sqlite_utils.Database, enrollment_ids: list[int]) -> list[dict[str, Any]]:
