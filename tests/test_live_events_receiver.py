@@ -302,6 +302,20 @@ def test_each_via_names_who_made_the_row(world, subscribed):
     assert summary["manual_via"]["ui"] >= 2 and summary["manual_via"]["api"] == 2 and summary["manual_via"]["self"] == 1 and summary["manual_via"]["canvas"] == 1
 
 
+def test_an_sis_import_s_rows_name_who_uploaded_it(world, subscribed):
+    sim = world.sim
+    subscribed.start()
+    csv_text = "course_id,user_id,role,status\nBIO-101,S-04,student,active\n"
+    response = sim.api("POST", "accounts/1/sis_imports", world.admin["token"], params={"extension": "csv"}, data=csv_text, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 200, response.text
+    subscribed.flush()
+    [made] = [row for row in sim.enrollments(course_id=world.course["id"]) if row["origin"]["channel"] == "sis"]
+    row = by_id(subscribed.lookup(world.course["id"], world.admin["token"]))[made["id"]]
+    assert (row["provenance"], row["sis_import_id"]) == ("sis", response.json()["id"])
+    assert "confirmed by Canvas: the SIS importer's job made it" in row["reason"]
+    assert f"Canvas's Live Event says user {world.admin['id']} uploaded SIS import {response.json()['id']} with developer key " in row["reason"]
+
+
 def test_a_linked_observer_enrolled_by_a_proxied_request_is_confirmed_as_its_side_effect(world, subscribed):
     sim, course_id = world.sim, world.course["id"]
     parent = sim.add_user("Pat Parent")

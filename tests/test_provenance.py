@@ -11,6 +11,7 @@ from ledger_proxy.core.provenance import (
     Evidence,
     LedgerRecord,
     SisImportRecord,
+    SisUpload,
     classify,
     summary,
 )
@@ -126,6 +127,7 @@ def actor(via="ui", user_id=2, name="Terry Teacher", created=True, proxied=False
         pytest.param(evidence(sis_import_id=9, actor=actor("sis", user_id=None, name=None)), "sis", "Canvas shows sis_import_id 9 and confirmed by Canvas: the SIS importer's job made it", id="sis-job-strengthens-sis-import-id"),
         pytest.param(evidence(sis_visible=False, actor=actor("sis", user_id=None, name=None)), "sis", "confirmed by Canvas: the SIS importer's job made it", id="sis-job-turns-unknown-into-sis"),
         pytest.param(evidence(sis_import_id=9, actor=actor()), "sis", "first added in the web UI by Terry Teacher", id="made-by-hand-then-claimed-by-sis"),
+        pytest.param(evidence(sis_import_id=9, sis_upload=SisUpload(9, 1, None, "170000000000001")), "sis", "Canvas's Live Event says user 1 uploaded SIS import 9 with developer key 170000000000001", id="sis-upload-named"),
         pytest.param(evidence(sis_visible=False, actor=actor()), "unknown", "Canvas's Live Event says it was added in the web UI by Terry Teacher (user 2) on 2026-09-03; Canvas hid the SIS fields", id="sis-hidden-actor-quoted-not-decided"),
         pytest.param(evidence(pending_request_id="r9", actor=actor("api")), "pending", "request r9", id="pending-stays-pending"),
     ],

@@ -226,3 +226,11 @@ def actors(db: sqlite_utils.Database, enrollment_ids: list[int]) -> dict[int, Fo
         others = tuple(e for e in by_request.get(request_id or "", ()) if e is not chosen)
         found[enrollment_id] = Found(chosen, others, request_id in proxied)
     return found
+
+
+def sis_batches(db: sqlite_utils.Database, batch_ids: Iterable[int]) -> list[LiveEvent]:
+    """The stored sis_batch_* events of these SIS imports, earliest first."""
+    events = [
+        parse_event(json.loads(item["document"])) for item in ledger.sis_batch_events(db, batch_ids)
+    ]
+    return sorted(events, key=lambda event: event.event_time or "")

@@ -20,7 +20,7 @@ import sqlite_utils
 from ..upstream.canvas import CanvasClient, enrollments_target
 from . import ledger, live_store, provenance
 from .live_events import actor_json, derive_via
-from .provenance import ActorEvidence, Evidence, LedgerRecord, SisImportRecord
+from .provenance import ActorEvidence, Evidence, LedgerRecord, SisImportRecord, SisUpload
 from .sis_roster import Roster
 from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
@@ -238,6 +238,7 @@ class _Context:
     sis_jobs: dict[int, SisImportRecord]
     actors: dict[int, live_store.Found]
     names: dict[int, str]
+    sis_uploads: dict[int, SisUpload]
 
     @classmethod
     def load(
@@ -255,7 +256,7 @@ class _Context:
         actors = live_store.actors(db, ids)
         return cls(
             records, roster, recording_since, unsettled, _sis_jobs(db, rows), actors,
-            _actor_names(db, rows, actors, names),
+            _actor_names(db, rows, actors, names), _sis_uploads(db, rows),
         )
 
     def judge(self, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
@@ -280,6 +281,7 @@ class _Context:
             pending_request_id=self._pending(row, sis_user_id, sis_course_id, sis_section_id),
             sis_import=self.sis_jobs.get(sis_import_id) if sis_import_id is not None else None,
             actor=self._actor_evidence(enrollment_id),
+            sis_upload=self.sis_uploads.get(sis_import_id) if sis_import_id is not None else None,
         )
         verdict = provenance.classify(evidence)
         item = {field: row.get(field) for field in CANVAS_FIELDS}
@@ -415,6 +417,21 @@ def _sis_jobs(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> dict[int
         job["job_id"]: SisImportRecord(job["job_id"], job["integration"], job["actor_user_id"])
         for job in ledger.sis_import_jobs(db, job_ids)
     }
+
+
+def _sis_uploads(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> dict[int, SisUpload]:
+    """Who uploaded the SIS imports these rows name, from stored `sis_batch_created` events."""
+    job_ids = {job_id for row in rows if (job_id := as_int(row.get("sis_import_id"))) is not None}
+    if not job_ids:
+        return {}
+    uploads: dict[int, SisUpload] = {}
+    for event in live_store.sis_batches(db, job_ids):
+        if event.event_name == "sis_batch_created" and event.sis_batch_id is not None:
+            uploads.setdefault(event.sis_batch_id, SisUpload(
+                event.sis_batch_id, event.actor.user_id, event.actor.real_user_id,
+                event.actor.developer_key_id,
+            ))
+    return uploads
 
 
 def _ledger_record(record: Mapping[str, Any] | None) -> LedgerRecord | None:

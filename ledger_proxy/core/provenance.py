@@ -8,7 +8,8 @@ The verdicts, strongest evidence first:
 - ``sis``: Canvas shows an ``sis_import_id`` (an SIS import made or last claimed the row), or
   the row matches the institution's SIS roster, or a Live Event shows the SIS importer's job
   made the row (stronger than ``sis_import_id`` alone, and it needs no SIS fields: it turns an
-  ``unknown`` into ``sis``), and the ledger does not say the proxy made it.
+  ``unknown`` into ``sis``), and the ledger does not say the proxy made it. A stored
+  ``sis_batch_created`` for the row's import names who uploaded it (``SisUpload``).
 - ``pending``: a request through the proxy may have made it, but its outcome is not settled yet.
 - ``unknown``: not seen by the proxy, and Canvas hid the SIS fields from the caller, so an SIS
   origin can be neither shown nor ruled out (never a false ``manual``); a Live Event that
@@ -56,6 +57,16 @@ class SisImportRecord:
 
 
 @dataclass(frozen=True)
+class SisUpload:
+    """Who uploaded an SIS import, from its `sis_batch_created` Live Event."""
+
+    sis_batch_id: int
+    user_id: int | None
+    real_user_id: int | None
+    developer_key_id: str | None
+
+
+@dataclass(frozen=True)
 class ActorEvidence:
     """What Canvas's Live Events say about who made the row (core/live_events.actor_event)."""
 
@@ -82,6 +93,7 @@ class Evidence:
     pending_request_id: str | None = None
     sis_import: SisImportRecord | None = None
     actor: ActorEvidence | None = None
+    sis_upload: SisUpload | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,13 @@ def _sis_reason(evidence: Evidence) -> str:
     reason = "made by SIS: " + " and ".join(parts)
     if actor is not None and actor.via != SIS and actor.created:
         reason += f"; Canvas's Live Event says it was first {described(actor)}"
+    upload = evidence.sis_upload
+    if upload is not None and upload.user_id is not None:
+        who = f"user {upload.user_id}"
+        if upload.real_user_id is not None and upload.real_user_id != upload.user_id:
+            who += f", as admin user {upload.real_user_id} acting as them"
+        key = f" with developer key {upload.developer_key_id}" if upload.developer_key_id else ""
+        reason += f"; Canvas's Live Event says {who} uploaded SIS import {upload.sis_batch_id}{key}"
     job = evidence.sis_import
     if job is not None:
         reason += (
