@@ -331,6 +331,15 @@ def test_a_linked_observer_enrolled_by_a_proxied_request_is_confirmed_as_its_sid
     assert "confirmed by Canvas" in row["reason"] and "side effect" in row["reason"]
 
 
+def test_the_section_lookup_names_the_actor_too(world, subscribed):
+    subscribed.start()
+    made = ui_add(world.sim, world.course["id"], world.students[0]["id"], world.teacher["id"], type="StudentEnrollment", section_id=world.section_b)
+    subscribed.flush()
+    response = subscribed.http.get(f"{subscribed.proxy.url}/ledger/v1/sections/{world.section_b}/enrollments", headers={"Authorization": f"Bearer {world.admin['token']}"}, timeout=10)
+    row = by_id(response.json())[made["id"]]
+    assert (row["course_section_id"], row["actor"]["user_id"], row["actor"]["via"]) == (world.section_b, world.teacher["id"], "ui")
+
+
 def test_caliper_events_say_the_same(world, subscribed):
     sim, course_id = world.sim, world.course["id"]
     subscribed.start(format="caliper")
@@ -436,6 +445,7 @@ def test_the_dashboard_and_the_audit_name_the_actor(world, sim, make_proxy):
     text = html.unescape(page.text)
     assert "Made by (Canvas Live Events)" in text and row["reason"] in text
     assert f"Terry Teacher user {world.teacher['id']}, via ui" in text and row["actor"]["request_id"] in text
+    assert "Manual, by how Canvas's Live Events say they were made: web UI 1," in text
 
     env = {"LEDGER_PROXY_CANVAS_URL": sim.url, "LEDGER_PROXY_DATABASE": proxy.app.config["DATABASE"], "CANVAS_TOKEN": world.admin["token"]}
     as_csv = CliRunner().invoke(main, ["audit", str(world.course["id"]), "--format", "csv"], env=env)
