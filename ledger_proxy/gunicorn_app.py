@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-
-from .metrics import child_exit
+from gunicorn.config import Config
 
 
 class _Application(BaseApplication):  # type: ignore[misc]
@@ -24,20 +23,16 @@ class _Application(BaseApplication):  # type: ignore[misc]
 
 
 def run_gunicorn(app: Any, *, bind: str, workers: int, threads: int) -> None:
-    """gunicorn with threads (the proxy mostly waits on Canvas) and a timeout above Canvas's."""
+    """gunicorn with the project's settings (ledger_proxy/gunicorn_conf.py, the one source
+    that plain `gunicorn wsgi:app` reads too), listening where the command line says."""
+    from . import gunicorn_conf  # after the metrics folder is set (see gunicorn_conf)
+
+    known = Config().settings
+    options = {
+        name: value
+        for name, value in vars(gunicorn_conf).items()
+        if not name.startswith("_") and name in known
+    }
     read_timeout = float(app.config["READ_TIMEOUT"]) + float(app.config["CONNECT_TIMEOUT"])
-    _Application(
-        app,
-        {
-            "bind": bind,
-            "workers": workers,
-            "threads": threads,
-            "worker_class": "gthread",
-            "timeout": int(read_timeout) + 30,
-            "graceful_timeout": 30,
-            # No access log: a request line can carry ?access_token=. The app writes its
-            # own, one JSON line per request without the query (ledger_proxy/logs.py).
-            "accesslog": None,
-            "child_exit": child_exit,  # metrics of a dead worker (ledger_proxy/metrics.py)
-        },
-    ).run()
+    options.update(bind=bind, workers=workers, threads=threads, timeout=int(read_timeout) + 30)
+    _Application(app, options).run()

@@ -1,0 +1,1 @@
+"""Operations: metrics, JSON logs, gunicorn settings, wired from create_app."""
