@@ -319,6 +319,30 @@ def _send_quietly(conn: Connection, data: bytes) -> None:
         pass  # the server closed after answering: allowed, it said Connection: close
 
 
+def test_a_client_waiting_for_100_continue_gets_it_and_is_answered(edges, canvas):
+    conn = Connection(edges.url)
+    try:
+        conn.send(
+            b"POST /api/v1/accounts/1/things HTTP/1.1\r\nHost: proxy\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 5\r\n\r\n"
+        )
+        assert conn.sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        response = conn.exchange(b"hello")  # http.client skips further 100s
+    finally:
+        conn.close()
+    assert response.status_code == 200
+    assert canvas.seen[-1].raw_target == "/api/v1/accounts/1/things"
+
+
+def test_a_body_the_proxy_refuses_on_its_head_is_refused_at_once(edges):
+    response = exchange(
+        edges.url,
+        b"POST /api/v1/courses/1/files HTTP/1.1\r\nHost: proxy\r\nContent-Length: 999999999999\r\n\r\n",
+    )
+    assert_canvas_error(response, 413, "larger than")
+    assert response.headers["Connection"] == "close"
+
+
 # Issue 11 item 5: slow clients.
 
 
@@ -410,9 +434,9 @@ def test_healthz_answers_while_32_slow_uploads_are_in_progress(tmp_path):
         for thread in threads:
             thread.start()
         try:
-            time.sleep(3)  # every upload has started and sent bytes
+            time.sleep(2.5)  # every upload has started and sent bytes
             slowest = 0.0
-            for _ in range(10):
+            for _ in range(6):
                 started = time.monotonic()
                 try:
                     response = requests.get(f"{service.url}/healthz", timeout=10)

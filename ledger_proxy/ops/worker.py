@@ -103,14 +103,18 @@ class DeadlineUnreader(SocketUnreader):  # type: ignore[misc]
 class Reception:
     """The bytes of one request received so far by the event loop, and its deadline."""
 
-    def __init__(self, pending: bytes, deadline: Deadline) -> None:
+    def __init__(self, pending: bytes, deadline: Deadline, max_body: int) -> None:
         self.buf = bytearray(pending)
         self.deadline = deadline
+        self.max_body = max_body
         self.registered = False
+        self.continue_due = False  # the client waits for "100 Continue" before its body
+        self.continue_sent = False
 
     def complete(self) -> bool:
-        """Whether a thread can take over: the head and whole body are in, or the buffer is
-        full (the rest is read by the thread, under the same deadline)."""
+        """Whether a thread can take over: the head and whole body are in, the buffer is
+        full (the rest is read by the thread, under the same deadline), or the head alone
+        declares a body the app refuses at once (413)."""
         buf = self.buf
         if len(buf) >= RECEPTION_BUFFER:
             return True
@@ -118,13 +122,19 @@ class Reception:
         if end < 0:
             return False
         head = bytes(buf[: end + 2])
-        if _EXPECT.search(head):
-            return True  # the client waits for "100 Continue" before it sends a body
         body = bytes(buf[end + 4 :])
         if _CHUNKED.search(head):
-            return _LAST_CHUNK.search(body) is not None and body.endswith(b"\r\n\r\n")
-        match = _CONTENT_LENGTH.search(head)
-        return len(body) >= (int(match.group(1)) if match else 0)
+            done = _LAST_CHUNK.search(body) is not None and body.endswith(b"\r\n\r\n")
+        else:
+            match = _CONTENT_LENGTH.search(head)
+            length = int(match.group(1)) if match else 0
+            if length > self.max_body:
+                return True
+            done = len(body) >= length
+        self.continue_due = (
+            not done and not body and not self.continue_sent and _EXPECT.search(head) is not None
+        )
+        return done
 
 
 def _setting(config: Any, name: str) -> float:
@@ -139,6 +149,7 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.receiving: dict[int, Any] = {}  # id(conn) -> conn, in the event loop's care
         self.stopping_at: float | None = None
+        self.max_body = int(SETTINGS_BY_NAME["MAX_BODY_BYTES"].default)
         self.receive_timeout = float(SETTINGS_BY_NAME["RECEIVE_TIMEOUT"].default)
         self.receive_min_rate = float(SETTINGS_BY_NAME["RECEIVE_MIN_RATE"].default)
 
@@ -147,6 +158,7 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
         config = getattr(self.wsgi, "config", None)  # the Flask app of wsgi:app
         self.receive_timeout = _setting(config, "RECEIVE_TIMEOUT")
         self.receive_min_rate = _setting(config, "RECEIVE_MIN_RATE")
+        self.max_body = int(_setting(config, "MAX_BODY_BYTES"))
         self.wsgi = partial(canvas_exact, self.wsgi)
 
     @property
@@ -163,7 +175,7 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
         pending = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         deadline = Deadline(self.receive_timeout, self.receive_min_rate)
         deadline.add(len(pending))
-        conn.reception = Reception(pending, deadline)
+        conn.reception = Reception(pending, deadline, self.max_body)
         conn.sock.setblocking(False)
         if not self._receive_available(conn):
             conn.reception.registered = True
@@ -177,6 +189,12 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
         """Read what the socket has; True once the request went to a thread or was dropped."""
         reception: Reception = conn.reception
         while not reception.complete():
+            if reception.continue_due:  # gunicorn would say it only once a thread took over
+                reception.continue_due, reception.continue_sent = False, True
+                try:
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except OSError:
+                    pass
             try:
                 data = conn.sock.recv(RECEPTION_BUFFER)
             except (BlockingIOError, InterruptedError):
