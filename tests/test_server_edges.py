@@ -462,3 +462,24 @@ def test_the_control_socket_is_in_the_instances_runtime_folder(edges):
     assert (runtime / "gunicorn.ctl").exists()
     assert runtime.stat().st_mode & 0o777 == 0o700
     assert f"Control socket listening at {runtime / 'gunicorn.ctl'}" in "".join(edges.log)
+
+
+def test_gunicorns_error_log_is_redacted_once_the_app_is_built(tmp_path):
+    """The app's redaction sits on `gunicorn.error` too: any line gunicorn writes there about
+    a request (a malformed request line, a failed request) loses its token."""
+    import logging
+
+    from ledger_proxy import create_app
+
+    create_app(
+        {"CANVAS_URL": "http://canvas.invalid", "DATABASE": str(tmp_path / "l.sqlite3"), "TOKEN_HASH_KEY": "k"},
+        instance_path=str(tmp_path / "i"),
+        background=False,
+    )
+    logger = logging.getLogger("gunicorn.error")
+    record = logger.makeRecord(
+        logger.name, logging.WARNING, __file__, 1, "Invalid request: %s", (f"GET /api?access_token={SECRET} HTTP/1.1",), None
+    )
+    assert all(check.filter(record) for check in logger.filters)
+    assert SECRET not in record.getMessage()
+    assert "access_token=[REDACTED]" in record.getMessage()
