@@ -218,6 +218,21 @@ SETTINGS: tuple[Setting, ...] = (
         "its intent (bytes); larger ones get 413.",
     ),
     Setting(
+        "RECEIVE_TIMEOUT",
+        20.0,
+        _positive_number,
+        "Under gunicorn: seconds a client has to send a request's line, headers and body, "
+        "plus one second per LEDGER_PROXY_RECEIVE_MIN_RATE bytes it sent; a client slower "
+        "than that gets 408 and its connection is closed, however steadily it trickles.",
+    ),
+    Setting(
+        "RECEIVE_MIN_RATE",
+        1000,
+        _byte_size,
+        "Under gunicorn: bytes per second that extend a request's LEDGER_PROXY_RECEIVE_TIMEOUT "
+        "(the lowest average speed a long upload may have).",
+    ),
+    Setting(
         "CLOCK_SKEW_SECONDS",
         2,
         _non_negative_int,
