@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger_proxy.core.provenance import Evidence, LedgerRecord, SisImportRecord, classify, summary
+from ledger_proxy.core.provenance import (
+    Evidence,
+    LedgerRecord,
+    LinkedStudent,
+    ObserverLink,
+    SisImportRecord,
+    Verdict,
+    classify,
+    judge,
+    summary,
+)
 
 NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 SINCE = datetime(2026, 8, 1, tzinfo=UTC)
@@ -81,3 +91,50 @@ def test_created_rows_never_predate_the_ledger():
 
 def test_summary_counts_every_verdict():
     assert summary(["manual", "sis", "manual"]) == {"integration": 0, "sis": 1, "manual": 2, "pending": 0, "unknown": 0, "total": 3}
+
+
+# -- Rows Canvas makes itself: a linked observer's row follows its student's (issue 10) ----------
+
+STUDENT_ROW = 40
+
+
+def student(verdict="integration", created_at=NOW, ledger=None, enrollment_id=STUDENT_ROW, reason="r"):
+    if verdict == "integration" and ledger is None:
+        ledger = record()
+    return LinkedStudent(enrollment_id, created_at, Verdict(verdict, reason, False), ledger)
+
+
+def observer_row(*students, **overrides):
+    """An ObserverEnrollment of user 12 observing user 11, with these student rows in its section
+    (None: Canvas did not show them)."""
+    link = ObserverLink("user 12 (Pat Parent)", 11, "user 11 (Sam Student)", students[0] if students == (None,) else tuple(students))
+    return evidence(link=link, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "reason_part", "follows"),
+    [
+        pytest.param(observer_row(student()), "integration", "made by Canvas for observer user 12 (Pat Parent), following student user 11 (Sam Student)'s enrollment 40 that roster-sync (user 17) created through the proxy on 2026-09-01", STUDENT_ROW, id="follows-integration-student"),
+        pytest.param(observer_row(student("manual", reason="neither made through the proxy nor by SIS")), "manual", "enrollment 40, which is manual: neither made", STUDENT_ROW, id="follows-hand-made-student"),
+        pytest.param(observer_row(student("sis", reason="made by SIS: Canvas shows sis_import_id 4")), "sis", "which is sis: made by SIS: Canvas shows sis_import_id 4", STUDENT_ROW, id="follows-sis-student"),
+        pytest.param(observer_row(student("pending", reason="request r9")), "pending", "which is pending: request r9", STUDENT_ROW, id="follows-pending-student"),
+        pytest.param(observer_row(student("unknown", reason="hid")), "unknown", "which is unknown", STUDENT_ROW, id="follows-unknown-student"),
+        pytest.param(observer_row(student(created_at=NOW - timedelta(seconds=2))), "integration", "enrollment 40", STUDENT_ROW, id="within-the-allowance"),
+        pytest.param(observer_row(student(created_at=NOW - timedelta(seconds=3))), "manual", "an observer added by hand or linked later", None, id="outside-the-allowance"),
+        pytest.param(observer_row(student(created_at=NOW - timedelta(hours=1)), sis_visible=False), "unknown", "hid the SIS fields", None, id="later-and-sis-hidden"),
+        pytest.param(observer_row(), "manual", "has no StudentEnrollment in this section", None, id="student-not-in-the-section"),
+        pytest.param(observer_row(None), "unknown", "cannot be told", None, id="students-not-shown"),
+        pytest.param(observer_row(student(created_at=None)), "manual", "an unknown time", None, id="student-time-unknown"),
+        pytest.param(observer_row(student(created_at=NOW - timedelta(hours=1), enrollment_id=39, verdict="manual"), student(enrollment_id=41)), "integration", "enrollment 41", 41, id="the-student-row-made-with-it"),
+        pytest.param(observer_row(student(created_at=NOW - timedelta(seconds=1), enrollment_id=39, verdict="manual"), student(enrollment_id=41)), "integration", "enrollment 41", 41, id="nearest-of-two"),
+        pytest.param(observer_row(student("manual"), ledger=record()), "integration", "created through the proxy by roster-sync", None, id="its-own-request-through-the-proxy"),
+        pytest.param(observer_row(student(), ledger=record("adopted")), "integration", "made by Canvas for observer", STUDENT_ROW, id="re-enrolled-through-the-proxy-later"),
+        pytest.param(observer_row(student(), sis_import_id=9), "integration", "sis_import_id 9 on this row: a later SIS import claimed it", STUDENT_ROW, id="claimed-by-sis-later"),
+        pytest.param(evidence(), "manual", "added by hand", None, id="not-an-observer-row"),
+    ],
+)
+def test_linked_observer_rules(case, expected, reason_part, follows):
+    verdict = judge(case)
+    assert verdict.provenance == expected
+    assert reason_part in verdict.reason
+    assert verdict.follows == follows

@@ -11,15 +11,15 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlite_utils
 
-from ..upstream.canvas import CanvasClient, enrollments_target
+from ..upstream.canvas import CanvasClient, CanvasRefused, enrollments_target
 from . import ledger, provenance
-from .provenance import Evidence, LedgerRecord, SisImportRecord
+from .provenance import Evidence, LedgerRecord, LinkedStudent, ObserverLink, SisImportRecord
 from .sis_roster import Roster
 from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
@@ -93,16 +93,52 @@ def judged(
     reader token, once both listings are in: whether it is needed shows only at the end).
     Every verdict, kept by the query's filter or not, is appended to `verdicts`."""
     pages_: Iterable[list[dict[str, Any]]]
+    gate = threading.Lock()  # one request to Canvas at a time, the cause reads included
     if sis_reader:
         rows = fetch(canvas, token, query, on_page)
         if any("sis_import_id" not in row for row in rows):
             add_sis_fields(rows, fetch(canvas, sis_reader, query))
         pages_ = [rows]
     else:
-        pages_ = counted(prefetched(pages(canvas, token, query)), on_page)
+        pages_ = counted(prefetched(one_at_a_time(pages(canvas, token, query), gate)), on_page)
     return judge_pages(
-        db, pages_, verdicts, allowance=allowance, provenance_filter=query.provenance
+        db, pages_, verdicts, allowance=allowance, provenance_filter=query.provenance,
+        students=student_rows(canvas, token, sis_reader, gate),
     )
+
+
+StudentRows = Callable[[int, int], "list[dict[str, Any]] | None"]
+OBSERVER, STUDENT = "ObserverEnrollment", "StudentEnrollment"
+
+
+def student_rows(
+    canvas: CanvasClient, token: str, sis_reader: str | None, gate: threading.Lock
+) -> StudentRows:
+    """(course id, user id) -> that user's StudentEnrollments in the course as Canvas shows
+    them to the caller (every state; SIS fields from the reader token when the caller's lack
+    them), or None when Canvas refused: the causes a linked observer's row may follow."""
+
+    def read(course_id: int, user_id: int) -> list[dict[str, Any]] | None:
+        target = enrollments_target("courses", str(course_id), ALL_STATES, user_ref=str(user_id))
+        with gate:
+            return _student_rows(canvas, target, token, sis_reader)
+
+    return read
+
+
+def _student_rows(
+    canvas: CanvasClient, target: str, token: str, sis_reader: str | None
+) -> list[dict[str, Any]] | None:
+    try:
+        rows = [
+            row for page in canvas.pages(target, token) for row in page
+            if isinstance(row, dict) and row.get("type") == STUDENT
+        ]
+        if sis_reader and any("sis_import_id" not in row for row in rows):
+            add_sis_fields(rows, [r for page in canvas.pages(target, sis_reader) for r in page])
+    except CanvasRefused:
+        return None
+    return rows
 
 
 def fetch(
@@ -173,6 +209,17 @@ def prefetched(items: Iterator[_Item]) -> Iterator[_Item]:
         stop.set()  # a caller that stops early costs at most the request in flight
 
 
+def one_at_a_time(items: Iterator[_Item], gate: threading.Lock) -> Iterator[_Item]:
+    """`items`, each fetched holding `gate`, so that a read made while judging waits for the
+    page being fetched ahead (and the reverse)."""
+    while True:
+        with gate:
+            item = next(items, _DONE)
+        if item is _DONE:
+            return
+        yield item
+
+
 def add_sis_fields(rows: list[dict[str, Any]], reader_rows: Iterable[Mapping[str, Any]]) -> None:
     """Copy SIS fields from a SIS-reading token's listing onto the caller's rows (same ids
     only: the caller never sees a row Canvas did not show them)."""
@@ -191,17 +238,22 @@ def judge_pages(
     *,
     allowance: timedelta,
     provenance_filter: str | None = None,
+    students: StudentRows | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Each page's rows with their verdicts (those `provenance_filter` keeps), judged as the
     page arrives; every verdict, kept or not, is appended to `verdicts` for the summary.
+    `students` reads the enrollments a linked observer's row may follow (Canvas lists
+    observers before students, so they are asked for, not waited for).
 
     The ledger is read for each page after Canvas served it, so a create through the proxy
     that Canvas already shows is in the ledger as settled or as pending, never missed.
     """
     roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
     recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
+    links = _Links(db, students, roster_loaded, recording_since, allowance) if students else None
     for page in pages:
         context = _Context.load(db, page, roster_loaded, recording_since)
+        context.links = links
         kept = []
         for row in page:
             item = context.judge(row, allowance)
@@ -230,6 +282,7 @@ class _Context:
     recording_since: datetime | None
     unsettled: list[_Unsettled]
     sis_jobs: dict[int, SisImportRecord]
+    links: _Links | None = None
 
     @classmethod
     def load(
@@ -248,6 +301,29 @@ class _Context:
     def judge(self, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
         enrollment_id = as_int(row.get("id"))
         record = self.records.get(enrollment_id) if enrollment_id is not None else None
+        evidence, in_roster = self.evidence(row, record, allowance)
+        if self.links is not None:
+            evidence = replace(evidence, link=self.links.link(row, evidence))
+        verdict = provenance.judge(evidence)
+        item = {field: row.get(field) for field in CANVAS_FIELDS}
+        if isinstance(row.get("user"), dict):
+            user = row["user"]
+            item["user"] = {key: user.get(key) for key in ("id", "name", "sortable_name")}
+        item.update(
+            provenance=verdict.provenance,
+            reason=verdict.reason,
+            predates_ledger=verdict.predates_ledger,
+            ledger=_ledger_json(record),
+            in_sis_roster=in_roster,
+            sis_visible="sis_import_id" in row,
+            linked_to=_linked_json(row, verdict),
+        )
+        return item
+
+    def evidence(
+        self, row: dict[str, Any], record: Mapping[str, Any] | None, allowance: timedelta
+    ) -> tuple[Evidence, bool | None]:
+        """What the ledger, Canvas and the SIS roster say of one row (and its roster match)."""
         sis_visible = "sis_import_id" in row
         sis_import_id = as_int(row.get("sis_import_id"))
         sis_user_id, sis_course_id, sis_section_id = provenance.canvas_sis_ids(row)
@@ -267,20 +343,7 @@ class _Context:
             pending_request_id=self._pending(row, sis_user_id, sis_course_id, sis_section_id),
             sis_import=self.sis_jobs.get(sis_import_id) if sis_import_id is not None else None,
         )
-        verdict = provenance.classify(evidence)
-        item = {field: row.get(field) for field in CANVAS_FIELDS}
-        if isinstance(row.get("user"), dict):
-            user = row["user"]
-            item["user"] = {key: user.get(key) for key in ("id", "name", "sortable_name")}
-        item.update(
-            provenance=verdict.provenance,
-            reason=verdict.reason,
-            predates_ledger=verdict.predates_ledger,
-            ledger=_ledger_json(record),
-            in_sis_roster=in_roster,
-            sis_visible=sis_visible,
-        )
-        return item
+        return evidence, in_roster
 
     def _pending(
         self,
@@ -312,6 +375,83 @@ class _Context:
                     continue
                 return request.request_id
         return None
+
+
+class _Links:
+    """The causes of linked observers' rows (§2.6, §5): for an ObserverEnrollment with an
+    associated user, that user's StudentEnrollments in the row's section, each judged as the
+    lookup judges any row. Read once per (course, student) for the whole lookup."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        students: StudentRows,
+        roster_loaded: bool,
+        recording_since: datetime | None,
+        allowance: timedelta,
+    ) -> None:
+        self.db, self.students, self.allowance = db, students, allowance
+        self.roster_loaded, self.recording_since = roster_loaded, recording_since
+        self.cache: dict[tuple[int, int], list[tuple[dict[str, Any], LinkedStudent]] | None] = {}
+
+    def link(self, row: Mapping[str, Any], evidence: Evidence) -> ObserverLink | None:
+        student_id = as_int(row.get("associated_user_id"))
+        course_id = as_int(row.get("course_id"))
+        if row.get("type") != OBSERVER or student_id is None or course_id is None:
+            return None
+        if evidence.ledger is not None and evidence.ledger.origin_action == CREATED:
+            return None  # the proxy saw a request of its own make it: nothing to ask Canvas
+        judged = self._judged(course_id, student_id)
+        observer = _person(row.get("user_id"), row.get("user"))
+        if judged is None:
+            return ObserverLink(observer, student_id, f"user {student_id}", None)
+        section = as_int(row.get("course_section_id"))
+        in_section = [
+            (student, linked) for student, linked in judged
+            if as_int(student.get("course_section_id")) == section
+        ]
+        name = _person(student_id, judged[0][0].get("user") if judged else None)
+        return ObserverLink(observer, student_id, name, tuple(item for _, item in in_section))
+
+    def _judged(
+        self, course_id: int, student_id: int
+    ) -> list[tuple[dict[str, Any], LinkedStudent]] | None:
+        key = (course_id, student_id)
+        if key not in self.cache:
+            rows = self.students(course_id, student_id)
+            self.cache[key] = None if rows is None else self._judge(rows)
+        return self.cache[key]
+
+    def _judge(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], LinkedStudent]]:
+        context = _Context.load(self.db, rows, self.roster_loaded, self.recording_since)
+        judged = []
+        for row in rows:
+            enrollment_id = as_int(row.get("id"))
+            if enrollment_id is None:
+                continue
+            record = context.records.get(enrollment_id)
+            evidence, _ = context.evidence(row, record, self.allowance)
+            verdict = provenance.classify(evidence)
+            judged.append(
+                (row, LinkedStudent(enrollment_id, evidence.created_at, verdict, evidence.ledger))
+            )
+        return judged
+
+
+def _person(user_id: Any, user: Any) -> str:
+    name = user.get("name") if isinstance(user, dict) else None
+    return f"user {user_id} ({name})" if name else f"user {user_id}"
+
+
+def _linked_json(row: Mapping[str, Any], verdict: provenance.Verdict) -> dict[str, Any] | None:
+    """The evidence of a linked observer's row: the student enrollment it follows."""
+    if verdict.follows is None:
+        return None
+    return {
+        "enrollment_id": verdict.follows,
+        "user_id": as_int(row.get("associated_user_id")),
+        "course_section_id": as_int(row.get("course_section_id")),
+    }
 
 
 def _unsettled(request: Mapping[str, Any]) -> _Unsettled:

@@ -10,12 +10,21 @@ The verdicts, strongest evidence first:
   origin can be neither shown nor ruled out (never a false ``manual``).
 - ``manual``: everything else: made by hand in the web UI, by a script bypassing the proxy, or
   made by hand and later re-enrolled (adopted) through the proxy.
+
+Before that ladder, `judge` asks whether Canvas made the row by itself (§2.6, §5): an
+``ObserverEnrollment`` for a linked observer, made with the StudentEnrollment it follows (same
+associated user, same section, created within the clock allowance of that enrollment). Such a
+row takes the verdict of the student's enrollment, its cause (``integration`` when the proxy saw
+that enrollment made); ``unknown`` when Canvas did not show the caller the student's
+enrollments. An observer row made at another time (added by hand, or linked later) is judged
+by the ladder on its own. Rows that cross-listing or a user merge moved keep their ids, so the
+ledger still finds them by id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +64,7 @@ class Evidence:
     allowance: timedelta
     pending_request_id: str | None = None
     sis_import: SisImportRecord | None = None
+    link: ObserverLink | None = None  # for an ObserverEnrollment with an associated user
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,29 @@ class Verdict:
     provenance: str
     reason: str
     predates_ledger: bool
+    follows: int | None = None  # the student enrollment a linked observer row follows
+
+
+@dataclass(frozen=True)
+class LinkedStudent:
+    """One StudentEnrollment of the observed user in the observer row's section, as Canvas
+    listed it, with the verdict that row got."""
+
+    enrollment_id: int
+    created_at: datetime | None
+    verdict: Verdict
+    ledger: LedgerRecord | None
+
+
+@dataclass(frozen=True)
+class ObserverLink:
+    """What bears on whether Canvas made an ObserverEnrollment itself, for a linked observer."""
+
+    observer: str  # "user 12 (Pat Parent)"
+    student_id: int  # the row's associated_user_id
+    student: str
+    # The student's StudentEnrollments in the row's section; None: Canvas did not show them.
+    students: tuple[LinkedStudent, ...] | None
 
 
 def _who(integration: str | None, actor_user_id: int | None) -> str:
@@ -147,6 +180,98 @@ def classify(evidence: Evidence) -> Verdict:
     if old:
         reason += "; it predates the ledger, so this only means the proxy never saw it"
     return Verdict(MANUAL, reason, old)
+
+
+def judge(evidence: Evidence) -> Verdict:
+    """`classify`, after asking whether Canvas made the row itself following another row."""
+    linked = linked_verdict(evidence)
+    if linked is not None:
+        return linked
+    verdict = classify(evidence)
+    note = unlinked_note(evidence)
+    return replace(verdict, reason=verdict.reason + note) if note else verdict
+
+
+def _own_create(evidence: Evidence) -> bool:
+    return evidence.ledger is not None and evidence.ledger.origin_action == "created"
+
+
+def made_with(evidence: Evidence) -> LinkedStudent | None:
+    """The student enrollment this observer row was made with: created within the allowance
+    of the row (Canvas makes both in one request); the nearest when several are."""
+    link = evidence.link
+    if link is None or not link.students or evidence.created_at is None:
+        return None
+    created_at = evidence.created_at
+    near = [
+        (abs(student.created_at - created_at), student)
+        for student in link.students
+        if student.created_at is not None
+        and abs(student.created_at - created_at) <= evidence.allowance
+    ]
+    return min(near, key=lambda pair: pair[0])[1] if near else None
+
+
+def linked_verdict(evidence: Evidence) -> Verdict | None:
+    """The verdict of a row Canvas made for a linked observer, from its cause; None when the row
+    is not one (or the proxy saw it made by a request of its own)."""
+    link = evidence.link
+    if link is None or _own_create(evidence):
+        return None
+    if link.students is None:
+        return Verdict(
+            UNKNOWN,
+            f"an observer row for {link.observer}, observing {link.student}, that Canvas makes "
+            "by itself when a linked observer's student is enrolled; Canvas did not show this "
+            f"caller {link.student}'s enrollments, so whether it made this row cannot be told",
+            predates(evidence),
+        )
+    cause = made_with(evidence)
+    if cause is None:
+        return None
+    head = (
+        f"made by Canvas for observer {link.observer}, following student {link.student}'s "
+        f"enrollment {cause.enrollment_id}"
+    )
+    verdict = cause.verdict
+    if verdict.provenance == INTEGRATION and cause.ledger is not None:
+        record = cause.ledger
+        reason = (
+            f"{head} that {_who(record.integration, record.actor_user_id)} created through the "
+            f"proxy on {_day(record.recorded_at)}"
+        )
+    else:
+        reason = f"{head}, which is {verdict.provenance}: {verdict.reason}"
+    if evidence.sis_import_id is not None and verdict.provenance != SIS:
+        reason += (
+            f"; Canvas now shows sis_import_id {evidence.sis_import_id} on this row: a later SIS "
+            "import claimed it, which does not make SIS its creator"
+        )
+    return Verdict(verdict.provenance, reason, verdict.predates_ledger, cause.enrollment_id)
+
+
+def unlinked_note(evidence: Evidence) -> str:
+    """Why an observer row of a linked kind was not taken as Canvas's side effect."""
+    link = evidence.link
+    if link is None or link.students is None or _own_create(evidence):
+        return ""
+    if not link.students:
+        return (
+            f"; it observes {link.student}, who has no StudentEnrollment in this section, so "
+            "Canvas did not make it as a linked observer's row"
+        )
+    made = ", ".join(
+        f"{student.enrollment_id} at {_moment(student.created_at)}" for student in link.students
+    )
+    return (
+        f"; it observes {link.student}, but was made at {_moment(evidence.created_at)}, not "
+        f"with their enrollment in this section ({made}): an observer added by hand or linked "
+        "later, not Canvas's row made with that enrollment"
+    )
+
+
+def _moment(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else "an unknown time"
 
 
 def summary(verdicts: list[str]) -> dict[str, int]:

@@ -134,6 +134,14 @@ class LedgerEvidence(Schema):
     last_recorded_at = fields.DateTime(required=True)
 
 
+class LinkedStudentEvidence(Schema):
+    """The student enrollment a linked observer's row was made with (same section)."""
+
+    enrollment_id = _id("The student's Canvas enrollment id.", required=True)
+    user_id = _id("The observed student (the row's associated_user_id).", allow_none=True)
+    course_section_id = _id("The section both rows are in.", allow_none=True)
+
+
 class EnrollmentVerdict(Schema):
     """One Canvas enrollment as Canvas showed it to the caller, with its provenance."""
 
@@ -169,6 +177,15 @@ class EnrollmentVerdict(Schema):
     )
     sis_visible = fields.Boolean(
         required=True, metadata={"description": "Did Canvas show the caller the SIS fields?"}
+    )
+    linked_to = fields.Nested(
+        LinkedStudentEvidence,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "For an observer row Canvas made itself for a linked observer: the "
+            "student enrollment it follows, whose verdict it takes; null otherwise."
+        },
     )
 
 
