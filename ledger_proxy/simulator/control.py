@@ -80,6 +80,19 @@ def add_user() -> tuple[Response, int]:
     return jsonify(user_out(user)), 201
 
 
+@bp.post("/tokens/revoke")
+def revoke_token() -> Response:
+    """A user (or an admin) deleting an access token in Canvas: it stops working at once."""
+    token = str(body().get("token", ""))
+    state = sim_state()
+    with state.lock:
+        if token not in state.tokens:
+            raise ValueError("no such token")
+        del state.tokens[token]
+        state.oauth_tokens.pop(token, None)
+    return jsonify({"revoked": True})
+
+
 @bp.get("/users")
 def list_users() -> Response:
     with sim_state().lock:

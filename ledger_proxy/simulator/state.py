@@ -251,6 +251,8 @@ class SimulatorState:
         return found if isinstance(found, Section) else None
 
     def find_account(self, ref: Any) -> Account | None:
+        if isinstance(ref, str) and ref.strip() == "self":  # as Canvas: the domain's root
+            return self.accounts.get(ROOT_ACCOUNT_ID)
         found = self._by_ref("account", ref, self.accounts)
         return found if isinstance(found, Account) else None
 
