@@ -11,6 +11,7 @@ from ledger_proxy.core.provenance import (
     LedgerRecord,
     LinkedStudent,
     ObserverLink,
+    ProxyChange,
     SisImportRecord,
     Verdict,
     classify,
@@ -98,10 +99,17 @@ def test_summary_counts_every_verdict():
 STUDENT_ROW = 40
 
 
-def student(verdict="integration", created_at=NOW, ledger=None, enrollment_id=STUDENT_ROW, reason="r"):
+def student(verdict="integration", created_at=NOW, ledger=None, enrollment_id=STUDENT_ROW, reason="r", changes=()):
     if verdict == "integration" and ledger is None:
         ledger = record()
-    return LinkedStudent(enrollment_id, created_at, Verdict(verdict, reason, False), ledger)
+    return LinkedStudent(enrollment_id, created_at, Verdict(verdict, reason, False), ledger, changes)
+
+
+LONG_AGO = NOW - timedelta(days=30)
+
+
+def change(action="reactivated", at=NOW):
+    return ProxyChange(action, "roster-sync", 17, at)
 
 
 def observer_row(*students, **overrides):
@@ -131,6 +139,10 @@ def observer_row(*students, **overrides):
         pytest.param(observer_row(student(), ledger=record("adopted")), "integration", "made by Canvas for observer", STUDENT_ROW, id="re-enrolled-through-the-proxy-later"),
         pytest.param(observer_row(student(), sis_import_id=9), "integration", "sis_import_id 9 on this row: a later SIS import claimed it", STUDENT_ROW, id="claimed-by-sis-later"),
         pytest.param(evidence(), "manual", "added by hand", None, id="not-an-observer-row"),
+        pytest.param(observer_row(student("manual", created_at=LONG_AGO, changes=(change(),))), "integration", "when roster-sync (user 17) reactivated student user 11 (Sam Student)'s enrollment 40 through the proxy", STUDENT_ROW, id="made-when-the-proxy-restored-the-student"),
+        pytest.param(observer_row(student("manual", created_at=LONG_AGO, changes=(change("adopted", NOW - timedelta(seconds=1)),))), "integration", "adopted student", STUDENT_ROW, id="made-when-the-proxy-re-enrolled-the-student"),
+        pytest.param(observer_row(student("manual", created_at=LONG_AGO, changes=(change("concluded"),))), "manual", "linked later", None, id="a-conclusion-makes-no-observer-row"),
+        pytest.param(observer_row(student("manual", created_at=LONG_AGO, changes=(change(at=NOW - timedelta(minutes=5)),))), "manual", "linked later", None, id="restored-at-another-time"),
     ],
 )
 def test_linked_observer_rules(case, expected, reason_part, follows):

@@ -36,10 +36,8 @@ def cause_in_truth(sim, truth):
 
 
 def expected(sim, truth):
-    """What really made the row: for a linked observer's row, what made the student's row."""
-    cause = cause_in_truth(sim, truth)
-    if cause is not None and truth["history"][0].get("cause") != "observer_link":
-        truth = cause
+    """What really made the row: the request Canvas made it in (for a linked observer's row,
+    the request that made or restored the student's row, or the link), from its origin."""
     origin = truth["origin"]
     if origin["channel"] == "api" and (origin["user_agent"] or "").startswith(PROXY_CLIENT):
         return "integration"
@@ -165,6 +163,29 @@ def test_linking_an_observer_later_enrolls_it_but_not_as_the_integration(world, 
     row = lookup(proxy, world.course["id"], world.admin["token"])[made]
     assert row["provenance"] == expected(sim, truth) == "manual", row["reason"]
     assert "linked later" in row["reason"]
+
+
+def test_observer_row_made_when_the_integration_restores_the_student_is_integration(world, sim, proxy, integration):
+    """The student's row was made by hand and deleted; the observer was linked meanwhile. The
+    integration's re-enrollment restores the student's row (still manual: adopted) and Canvas
+    makes the observer's row in that request: the integration's."""
+    student = world.students[3]
+    sim.control("POST", "clock", {"now": "2025-01-09T15:02:44Z"})  # made by hand long ago
+    by_hand = sim.control("POST", "ui/enrollments", {"course_id": world.course["id"], "user_id": student["id"], "actor_user_id": world.teacher["id"], "enrollment_state": "active"})
+    sim.api("DELETE", f"courses/{world.course['id']}/enrollments/{by_hand['id']}", world.teacher["token"], params={"task": "delete"})
+    parent = sim.add_user("Pat Parent")
+    assert sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": student["id"]})["enrollment_ids"] == []
+    sim.control("POST", "clock", {"now": None})
+    restored = integration.get_course(world.course["id"]).enroll_user(student["id"], enrollment={"enrollment_state": "active"})
+    assert restored.id == by_hand["id"]
+    [observer_truth] = observer_rows(sim, parent)
+    assert observer_truth["history"][0]["linked_to"] == by_hand["id"]
+    rows = lookup(proxy, world.course["id"], world.admin["token"])
+    assert rows[by_hand["id"]]["provenance"] == expected(sim, truth_of(sim, by_hand["id"])) == "manual"
+    row = rows[observer_truth["id"]]
+    assert row["provenance"] == expected(sim, observer_truth) == "integration", row["reason"]
+    assert f"when {LABEL} (user {world.admin['id']}) adopted student" in row["reason"]
+    assert row["linked_to"]["enrollment_id"] == by_hand["id"]
 
 
 def test_cross_listed_section_still_names_the_integration(world, sim, proxy, parent, integration):

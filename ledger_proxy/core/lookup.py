@@ -19,7 +19,14 @@ import sqlite_utils
 
 from ..upstream.canvas import CanvasClient, CanvasRefused, enrollments_target
 from . import ledger, provenance
-from .provenance import Evidence, LedgerRecord, LinkedStudent, ObserverLink, SisImportRecord
+from .provenance import (
+    Evidence,
+    LedgerRecord,
+    LinkedStudent,
+    ObserverLink,
+    ProxyChange,
+    SisImportRecord,
+)
 from .sis_roster import Roster
 from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, AMBIGUOUS, CREATED, LISTED_STATES
@@ -102,7 +109,11 @@ def judged(
     else:
         pages_ = counted(prefetched(one_at_a_time(pages(canvas, token, query), gate)), on_page)
     return judge_pages(
-        db, pages_, verdicts, allowance=allowance, provenance_filter=query.provenance,
+        db,
+        pages_,
+        verdicts,
+        allowance=allowance,
+        provenance_filter=query.provenance,
         students=student_rows(canvas, token, sis_reader, gate),
     )
 
@@ -131,7 +142,9 @@ def _student_rows(
 ) -> list[dict[str, Any]] | None:
     try:
         rows = [
-            row for page in canvas.pages(target, token) for row in page
+            row
+            for page in canvas.pages(target, token)
+            for row in page
             if isinstance(row, dict) and row.get("type") == STUDENT
         ]
         if sis_reader and any("sis_import_id" not in row for row in rows):
@@ -407,7 +420,8 @@ class _Links:
             return ObserverLink(observer, student_id, f"user {student_id}", None)
         section = as_int(row.get("course_section_id"))
         in_section = [
-            (student, linked) for student, linked in judged
+            (student, linked)
+            for student, linked in judged
             if as_int(student.get("course_section_id")) == section
         ]
         name = _person(student_id, judged[0][0].get("user") if judged else None)
@@ -432,10 +446,23 @@ class _Links:
             record = context.records.get(enrollment_id)
             evidence, _ = context.evidence(row, record, self.allowance)
             verdict = provenance.classify(evidence)
-            judged.append(
-                (row, LinkedStudent(enrollment_id, evidence.created_at, verdict, evidence.ledger))
+            changes = self._changes(enrollment_id) if record is not None else ()
+            linked = LinkedStudent(
+                enrollment_id, evidence.created_at, verdict, evidence.ledger, changes
             )
+            judged.append((row, linked))
         return judged
+
+    def _changes(self, enrollment_id: int) -> tuple[ProxyChange, ...]:
+        """The proxy's requests that changed this row after it existed (not its creation)."""
+        changes = []
+        for event in ledger.enrollment_history(self.db, enrollment_id):
+            at = parse_time(event["canvas_updated_at"]) or parse_time(event["recorded_at"])
+            if event["action"] != CREATED and at is not None:
+                changes.append(
+                    ProxyChange(event["action"], event["integration"], event["actor_user_id"], at)
+                )
+        return tuple(changes)
 
 
 def _person(user_id: Any, user: Any) -> str:

@@ -19,9 +19,11 @@ Before that ladder, `judge` asks whether Canvas made the row by itself (ยง2.6, ย
 associated user, same section, created within the clock allowance of that enrollment). Such a
 row takes the verdict of the student's enrollment, its cause (``integration`` when the proxy saw
 that enrollment made); ``unknown`` when Canvas did not show the caller the student's
-enrollments. An observer row made at another time (added by hand, or linked later) is judged
-by the ladder on its own. Rows that cross-listing or a user merge moved keep their ids, so the
-ledger still finds them by id.
+enrollments. An observer row made when a request through the proxy restored the student's row
+(within the allowance of Canvas's answer to it) is ``integration`` by that request. An observer
+row made at any other time (added by hand, or linked later) is judged by the ladder on its own.
+Rows that cross-listing or a user merge moved keep their ids, so the ledger still finds them by
+id.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
+from .vocab import (  # noqa: F401
+    ACTION_BY_KIND,
+    ADOPTED,
+    AMBIGUOUS,
+    INTEGRATION,
+    MANUAL,
+    PENDING,
+    SIS,
+    UNKNOWN,
+    VERDICTS,
+)
 
 
 @dataclass(frozen=True)
@@ -81,14 +93,25 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class ProxyChange:
+    """A request through the proxy that changed an existing enrollment (the ledger's event)."""
+
+    action: str  # adopted, reactivated, accepted, ...
+    integration: str | None
+    actor_user_id: int | None
+    at: datetime  # Canvas's updated_at in its answer, else when the proxy recorded it
+
+
+@dataclass(frozen=True)
 class LinkedStudent:
     """One StudentEnrollment of the observed user in the observer row's section, as Canvas
-    listed it, with the verdict that row got."""
+    listed it, with the verdict that row got and the proxy's later changes to it."""
 
     enrollment_id: int
     created_at: datetime | None
     verdict: Verdict
     ledger: LedgerRecord | None
+    changes: tuple[ProxyChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,7 +282,7 @@ def linked_verdict(evidence: Evidence) -> Verdict | None:
         )
     cause = made_with(evidence)
     if cause is None:
-        return None
+        return restored_with(evidence)
     head = (
         f"made by Canvas for observer {link.observer}, following student {link.student}'s "
         f"enrollment {cause.enrollment_id}"
@@ -279,6 +302,39 @@ def linked_verdict(evidence: Evidence) -> Verdict | None:
             "import claimed it, which does not make SIS its creator"
         )
     return Verdict(verdict.provenance, reason, verdict.predates_ledger, cause.enrollment_id)
+
+
+# The changes through the proxy that can restore a student's row (from deleted, inactive or
+# completed), after which Canvas makes the rows of its linked observers.
+RESTORING = (ADOPTED, ACTION_BY_KIND["enrollment_reactivate"])
+
+
+def restored_with(evidence: Evidence) -> Verdict | None:
+    """An observer row Canvas made when a request through the proxy restored (re-enrolled,
+    reactivated) the student's row: Canvas then makes the rows of observers linked since."""
+    link = evidence.link
+    if link is None or not link.students or evidence.created_at is None:
+        return None
+    created_at = evidence.created_at
+    near = [
+        (abs(change.at - created_at), student, change)
+        for student in link.students
+        for change in student.changes
+        if change.action in RESTORING and abs(change.at - created_at) <= evidence.allowance
+    ]
+    if not near:
+        return None
+    _, student, change = min(near, key=lambda item: item[0])
+    return Verdict(
+        INTEGRATION,
+        f"made by Canvas for observer {link.observer} when "
+        f"{_who(change.integration, change.actor_user_id)} {change.action} student "
+        f"{link.student}'s enrollment {student.enrollment_id} through the proxy on "
+        f"{_day(change.at)} (Canvas makes a linked observer's row when the student's row is "
+        "restored)",
+        False,
+        student.enrollment_id,
+    )
 
 
 def unlinked_note(evidence: Evidence) -> str:
