@@ -8,6 +8,9 @@ from __future__ import annotations
 import pytest
 import requests
 from canvasapi import Canvas
+from canvasapi.exceptions import CanvasException
+
+from .test_faults import ENROLLMENTS, reconcile
 
 PROXY_CLIENT = "python-canvasapi/"  # the integration: canvasapi through the proxy
 LABEL = "roster-sync"
@@ -118,6 +121,24 @@ def test_observer_of_an_sis_student_is_sis(world, sim, proxy, parent):
     row = lookup(proxy, world.course["id"], world.admin["token"])[observer_truth["id"]]
     assert row["provenance"] == "sis", row["reason"]
     assert f"Canvas shows sis_import_id {student['sis_import_id']}" in row["reason"]
+
+
+def test_observer_of_a_student_whose_create_is_unsettled_is_pending_then_integration(world, sim, make_proxy, parent, monkeypatch):
+    """Canvas made both rows but the answer was lost: the observer row waits with the student's."""
+    proxy = make_proxy(sim.url)
+    sim.set_faults({"method": "POST", "path": ENROLLMENTS, "when": "after", "times": 1, "action": "drop"})
+    canvas = Canvas(f"{proxy.url}/i/{LABEL}", world.admin["token"])
+    with pytest.raises(CanvasException):
+        canvas.get_course(world.course["id"]).enroll_user(world.students[0]["id"], enrollment={"enrollment_state": "active"})
+    [observer_truth] = observer_rows(sim, parent)
+    student_id = observer_truth["history"][0]["linked_to"]
+    rows = lookup(proxy, world.course["id"], world.admin["token"])
+    assert rows[student_id]["provenance"] == "pending"
+    row = rows[observer_truth["id"]]
+    assert row["provenance"] == "pending" and "which is pending: request" in row["reason"]
+    reconcile(monkeypatch, proxy.app.config["DATABASE"], sim, world.admin["token"])
+    row = lookup(proxy, world.course["id"], world.admin["token"])[observer_truth["id"]]
+    assert row["provenance"] == expected(sim, observer_truth) == "integration", row["reason"]
 
 
 def test_teacher_without_sis_fields_gets_the_cause_s_verdict_too(world, sim, proxy, parent, integration):
