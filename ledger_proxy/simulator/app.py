@@ -6,7 +6,15 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from ledger_proxy.simulator import api, api_enrollments, control, errors, oauth, world
+from ledger_proxy.simulator import (
+    api,
+    api_enrollments,
+    control,
+    errors,
+    oauth,
+    page_views,
+    world,
+)
 from ledger_proxy.simulator.state import SimulatorState
 from ledger_proxy.simulator.web import (
     EXTENSION_KEY,
@@ -24,6 +32,7 @@ def create_simulator_app(seed_demo: bool = False) -> Flask:
     app.extensions[EXTENSION_KEY] = state
     app.register_blueprint(api_enrollments.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(page_views.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(oauth.bp)
     app.after_request(_after_api_request)
@@ -41,7 +50,10 @@ def _is_api() -> bool:
 
 
 def _after_api_request(response: Response) -> Response:
-    return add_canvas_headers(response) if _is_api() else response
+    if not _is_api():
+        return response
+    page_views.record_api_request(current_app.extensions[EXTENSION_KEY])
+    return add_canvas_headers(response)
 
 
 def _http_error(exc: HTTPException) -> Response | HTTPException:

@@ -131,6 +131,9 @@ class SimulatorState:
             self.oauth_approve: dict[str, Any] = {"user_id": None, "deny": False}
             self.observer_links: dict[int, list[int]] = {}  # student id -> observer ids
             self.merged_users: dict[int, int] = {}  # merged (deleted) user id -> survivor id
+            # Page views (simulator/page_views.py): each user's trail, and every id in order.
+            self.page_views: dict[int, list[dict[str, Any]]] = {}
+            self.page_view_seq: list[str] = []
             self.faults = []
             self.request_log.clear()
             self.settings = Settings()

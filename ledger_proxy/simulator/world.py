@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ledger_proxy.simulator import page_views
 from ledger_proxy.simulator.enrollments import EnrollOptions, create, enroll, initial_state
 from ledger_proxy.simulator.live_events import DEFAULT_DEVELOPER_KEY_ID
 from ledger_proxy.simulator.models import (
@@ -91,7 +92,10 @@ def enroll_directly(state: SimulatorState, request: DirectEnrollment) -> tuple[E
             course=course, section=section, user=user, role=role,
             enrollment_state=request.enrollment_state, associated_user_id=associated,
         )
-        return enroll(state, options, direct_context(request, course))
+        ctx = direct_context(request, course)
+        result = enroll(state, options, ctx)
+        page_views.record_direct(state, ctx, course.id)
+        return result
 
 
 def direct_context(request: DirectEnrollment, course: Course) -> Context:
