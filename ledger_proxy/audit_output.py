@@ -78,6 +78,18 @@ class Progress:
             self.stream.flush()
 
 
+class QueryProgress(Progress):
+    """A bar of page-views queries done (ledger-proxy attribute)."""
+
+    def update(self, done: int, total: int = 0) -> None:  # type: ignore[override]
+        if self.active and total:
+            filled = int(30 * done / total)
+            bar = "#" * filled + " " * (30 - filled)
+            self.stream.write(f"\r[{bar}] {done}/{total} page-views queries")
+            self.stream.flush()
+            self.shown = True
+
+
 def refusal_message(refusal: CanvasRefused) -> str:
     return f"Canvas answered {refusal.status}: {refusal.message(300)}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import inspect
 import logging
@@ -9,6 +10,7 @@ import os
 import sqlite3
 import stat
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -249,7 +251,7 @@ def audit(
     from . import audit_output
     from .core import ledger, lookup
     from .core.vocab import MANUAL
-    from .upstream.canvas import CANVAS_FAILURES, CanvasClient, CanvasRefused
+    from .upstream.canvas import CanvasClient
 
     settings = _settings()
     query = lookup.Query(
@@ -261,23 +263,114 @@ def audit(
     progress = audit_output.Progress(sys.stderr)
     db = ledger.connect(settings["DATABASE"])
     try:
-        result = lookup.run(
-            db,
-            CanvasClient.configured(settings),
-            token,
-            query,
-            sis_reader=settings["SIS_READER_TOKEN"],
-            allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
-            on_page=progress.update,
-        )
-    except CanvasRefused as refusal:
-        raise click.ClickException(audit_output.refusal_message(refusal)) from None
-    except CANVAS_FAILURES as exc:
-        raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
+        with canvas_answers():
+            result = lookup.run(
+                db,
+                CanvasClient.configured(settings),
+                token,
+                query,
+                sis_reader=settings["SIS_READER_TOKEN"],
+                allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
+                on_page=progress.update,
+            )
     finally:
         progress.done()
         db.close()
     audit_output.write(result, output_format, sys.stdout, colour=sys.stdout.isatty())
+
+
+@main.command()
+@click.argument("course_id")
+@click.option("--section", is_flag=True, help="COURSE_ID is a section id.")
+@click.option("--refresh", is_flag=True, help="Ask Canvas again instead of the stored answers.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--token",
+    envvar="CANVAS_TOKEN",
+    required=True,
+    help="Canvas token to list the course with (or CANVAS_TOKEN); only the rows it sees are "
+    "attributed.",
+)
+def attribute(
+    course_id: str, section: bool, refresh: bool, output_format: str, token: str
+) -> None:
+    """Name who made each manual enrollment nobody recorded, from Canvas page views.
+
+    Reads the page views of the course's teachers, TAs and designers, the admins, the
+    integrations' users and each enrolled user with LEDGER_PROXY_PAGE_VIEWS_TOKEN, around
+    each row's created_at; stores the answers (--refresh asks Canvas again).
+
+    Example:
+
+        CANVAS_TOKEN=... ledger-proxy attribute 517
+    """
+    import json
+    from datetime import timedelta
+
+    from . import audit_output
+    from .core import attribution, ledger, lookup
+    from .upstream.canvas import CanvasClient
+
+    settings = _settings()
+    query = lookup.Query("sections" if section else "courses", course_id)
+    bar = audit_output.QueryProgress(sys.stderr)
+    db = ledger.connect(settings["DATABASE"])
+    try:
+        with canvas_answers():
+            result = attribution.attribute(
+                db, CanvasClient.configured(settings), token, query,
+                attribution.Options.configured(settings, refresh=refresh),
+                sis_reader=settings["SIS_READER_TOKEN"],
+                lookup_allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
+                on_progress=bar.update,
+            )
+    finally:
+        bar.done()
+        db.close()
+    report = result["attribution"]
+    if output_format == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for item in result["enrollments"]:
+            actor = item.get("actor") or {}
+            if actor.get("source") != "page_views":
+                continue
+            who = (
+                ", ".join(str(c["user_id"]) for c in actor["candidates"])
+                if actor["confidence"] == "ambiguous"
+                else f"{actor.get('name') or ''} (user {actor['user_id']}) via {actor['via']}"
+            )
+            click.echo(
+                f"enrollment {item['id']} user {item['user_id']}: {actor['confidence']}: {who}"
+            )
+    click.echo(
+        f"{report['rows']} manual or unknown rows; {report.get('from_ledger', 0)} answered from "
+        f"the ledger; {report.get('canvas_requests', 0)} Canvas requests "
+        f"({report.get('throttled', 0)} throttled)",
+        err=True,
+    )
+    if report["status"] == "unavailable":
+        raise click.ClickException(report["message"])
+
+
+@contextlib.contextmanager
+def canvas_answers() -> Iterator[None]:
+    """Canvas's refusal, or its silence, as the command's error message."""
+    from . import audit_output
+    from .upstream.canvas import CANVAS_FAILURES, CanvasRefused
+
+    try:
+        yield
+    except CanvasRefused as refusal:
+        raise click.ClickException(audit_output.refusal_message(refusal)) from None
+    except CANVAS_FAILURES as exc:
+        raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
 
 
 @main.group("sis-roster")

@@ -274,6 +274,28 @@ SETTINGS: tuple[Setting, ...] = (
         "'unknown' rather than guessed.",
     ),
     Setting(
+        "PAGE_VIEWS_TOKEN",
+        None,
+        _optional_secret,
+        "Optional Canvas token of an account admin with the right to view statistics (page "
+        "views), used only to read the page views of the people who could have made a manual "
+        "enrollment, for rows the caller's own token can list, when attribution is asked for "
+        "(`?attribute=page_views`, `ledger-proxy attribute`). Unset: no page views are read.",
+    ),
+    Setting(
+        "PAGE_VIEWS_ALLOWANCE_SECONDS",
+        5,
+        _non_negative_int,
+        "How far apart (seconds) a page view and an enrollment's created_at may be and still "
+        "match, both in whole seconds.",
+    ),
+    Setting(
+        "PAGE_VIEWS_CONCURRENCY",
+        4,
+        _non_negative_int,
+        "At most this many page-views requests to Canvas at once while attributing.",
+    ),
+    Setting(
         "RECONCILE_TOKEN",
         None,
         _optional_secret,

@@ -51,7 +51,7 @@ def test_the_document_is_valid_openapi_3_1(document, proxy):
     for name in ("EnrollmentVerdict", "LedgerEvidence", "LookupResult", "Summary", "CanvasError"):
         assert name in document["components"]["schemas"]
     parameters = document["paths"]["/ledger/v1/courses/{course_id}/enrollments"]["get"]["parameters"]
-    assert {p["name"] for p in parameters} == {"course_id", "provenance", "include_deleted"}
+    assert {p["name"] for p in parameters} == {"course_id", "provenance", "include_deleted", "attribute", "refresh"}
 
 
 def test_every_route_of_the_proxys_own_api_is_documented(proxy, document):

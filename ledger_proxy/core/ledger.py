@@ -848,3 +848,65 @@ def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> 
 def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
     rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
     return bool(rows.fetchall())
+
+
+def page_view_attributions(
+    db: sqlite_utils.Database, enrollment_ids: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    """The stored page-views answers of these enrollments (issue 14), by enrollment id."""
+    rows = _where_in(
+        db, "SELECT * FROM page_view_attributions WHERE enrollment_id IN",
+        sorted(set(enrollment_ids)),
+    )
+    return {
+        row["enrollment_id"]: {
+            "asked_at": row["asked_at"],
+            "actor": json.loads(row["actor"]) if row["actor"] else None,
+            "evidence": json.loads(row["evidence"]),
+        }
+        for row in rows
+    }
+
+
+def store_page_view_attributions(
+    db: sqlite_utils.Database, course_id: int, asked_at: str,
+    answers: Iterable[tuple[int, dict[str, Any] | None, list[dict[str, Any]]]],
+) -> None:
+    """Replace the stored answers of these enrollments, in one transaction."""
+    with write_transaction(db):
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO page_view_attributions "
+            "(enrollment_id, course_id, asked_at, actor, evidence) VALUES (?, ?, ?, ?, ?)",
+            [
+                (enrollment_id, course_id, asked_at,
+                 json.dumps(actor) if actor is not None else None, json.dumps(evidence))
+                for enrollment_id, actor, evidence in answers
+            ],
+        )
+
+
+def known_request_ids(
+    db: sqlite_utils.Database, request_ids: Iterable[str]
+) -> dict[str, int | None]:
+    """Which of these Canvas request ids the proxy forwarded or a stored Live Event carries,
+    each with the enrollment it is known to have touched (None: not known)."""
+    wanted = sorted(set(request_ids))
+    found: dict[str, int | None] = {}
+    sql = (
+        "SELECT r.canvas_request_id AS rid, e.enrollment_id AS eid FROM requests r "
+        "LEFT JOIN events e ON e.request_id = r.id WHERE r.canvas_request_id IN"
+    )
+    for row in _where_in(db, sql, wanted, order="r.rowid"):
+        found[row["rid"]] = row["eid"] if row["eid"] is not None else found.get(row["rid"])
+    sql = "SELECT request_id AS rid, enrollment_id AS eid FROM live_events WHERE request_id IN"
+    for row in _where_in(db, sql, wanted):
+        found[row["rid"]] = row["eid"] if row["eid"] is not None else found.get(row["rid"])
+    return found
+
+
+def integration_user_ids(db: sqlite_utils.Database) -> list[int]:
+    """The Canvas users behind the tokens of the requests the proxy recorded."""
+    rows = db.execute(
+        "SELECT DISTINCT actor_user_id FROM requests WHERE actor_user_id IS NOT NULL"
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -269,3 +269,20 @@ def m006_request_identity(db: sqlite_utils.Database) -> None:
     # masqueraded (as_user_id): actor_user_id stays the real user behind the token.
     db.execute("ALTER TABLE requests ADD COLUMN label_verified INTEGER")
     db.execute("ALTER TABLE requests ADD COLUMN acting_as_user_id INTEGER")
+
+
+@migrations()
+def m007_page_view_attributions(db: sqlite_utils.Database) -> None:
+    # Who made an enrollment, read from Canvas page views on request (issue 14): the latest
+    # answer per enrollment with its evidence, so asking again costs Canvas nothing.
+    db.execute(
+        """
+        CREATE TABLE page_view_attributions (
+            enrollment_id INTEGER PRIMARY KEY,
+            course_id INTEGER NOT NULL,
+            asked_at TEXT NOT NULL,            -- proxy clock, ISO 8601 UTC
+            actor TEXT,                        -- the actor JSON, or NULL: nobody matched
+            evidence TEXT NOT NULL             -- JSON list of the matching page views
+        )
+        """
+    )

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.wrappers import Response
 
-from ..core import lookup, provenance
+from ..core import attribution, lookup, provenance
 from ..runtime import get_db, runtime
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from ..upstream.forwarding import end_to_end
@@ -34,6 +34,8 @@ def _lookup(scope: str, scope_id: str) -> Response:
     args = load_args(LookupArgs(), request.args)
     query = lookup.Query(scope, scope_id, args["include_deleted"], args["provenance"])
     try:
+        if args["attribute"]:
+            return jsonify(_attributed(token, query, refresh=args["refresh"]))
         provider = _compact_provider()
         if provider is not None:
             return _answer(provider, token, query)
@@ -43,6 +45,15 @@ def _lookup(scope: str, scope_id: str) -> Response:
     except CANVAS_FAILURES as exc:
         raise proxy_error(exc) from None
     return jsonify(result)
+
+
+def _attributed(token: str, query: lookup.Query, *, refresh: bool) -> dict[str, Any]:
+    found = sources()
+    return attribution.attribute(
+        found["db"], found["canvas"], token, query,
+        attribution.Options.configured(current_app.config, refresh=refresh),
+        sis_reader=found["sis_reader"], lookup_allowance=found["allowance"],
+    )
 
 
 def sources() -> dict[str, Any]:

@@ -38,11 +38,13 @@ MODELS: tuple[type[Schema], ...] = (
     schemas.CanvasError,
     schemas.UserSummary,
     schemas.LedgerEvidence,
+    schemas.PageViewCandidate,
     schemas.Actor,
     schemas.EnrollmentVerdict,
     schemas.ManualVia,
     schemas.LiveEventReceipt,
     schemas.Summary,
+    schemas.AttributionReport,
     schemas.LookupResult,
     schemas.LedgerEvent,
     schemas.LedgerEnrollment,
@@ -97,7 +99,10 @@ def _lookup(scope: str, id_name: str) -> dict[str, Any]:
             "description": (
                 "Lists the enrollments from Canvas with the caller's own token (so nobody sees "
                 "a roster Canvas would not show them), every state, every page, and judges "
-                "each: integration, sis, manual, pending, unknown or ambiguous, with the evidence."
+                "each: integration, sis, manual, pending, unknown or ambiguous, with the evidence. "
+                "With attribute=page_views, manual and unknown rows without a Live Events actor "
+                "get one read from Canvas page views (LEDGER_PROXY_PAGE_VIEWS_TOKEN), stored in "
+                "the ledger and reused unless refresh=true (docs/attribution.md)."
             ),
             "security": TOKEN_SECURITY,
             "parameters": [

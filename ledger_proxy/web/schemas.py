@@ -67,6 +67,9 @@ class LookupArgs(Schema):
     )
     include_deleted = fields.Boolean(load_default=False)
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
+    # Issue 14: on request only, manual rows attributed from Canvas page views.
+    attribute = fields.String(load_default=None, validate=validate.OneOf(("page_views",)))
+    refresh = fields.Boolean(load_default=False)
 
 
 def _in_utc_range(moment: datetime) -> None:
@@ -157,8 +160,19 @@ class LedgerEvidence(Schema):
     )
 
 
+class PageViewCandidate(Schema):
+    """One of several people whose page views match an ambiguous row (issue 14)."""
+
+    user_id = _id("A Canvas user whose page views show an enrollment POST then.", required=True)
+    via = _text("ui, api or self, read from that page view.", required=True,
+                validate=validate.OneOf(VIAS))
+    request_id = _text("The page view's id (Canvas's request id).", allow_none=True)
+    event_time = _text("The page view's created_at (whole seconds).", required=True)
+
+
 class Actor(Schema):
-    """Who made the enrollment, as Canvas's Live Events tell it (docs/live-events.md)."""
+    """Who made the enrollment, as Canvas's Live Events tell it (docs/live-events.md), or,
+    asked with ?attribute=page_views, as Canvas page views suggest (docs/attribution.md)."""
 
     user_id = _id(
         "The Canvas user who made it (local id): the logged-in user, or the user an admin "
@@ -185,7 +199,24 @@ class Actor(Schema):
                        allow_none=True)
     event_time = _text("When Canvas emitted the event (ISO 8601).", required=True,
                        allow_none=True)
-    source = _text("Always live_events.", required=True, validate=validate.OneOf(["live_events"]))
+    source = _text(
+        "live_events, or page_views (only with ?attribute=page_views).", required=True,
+        validate=validate.OneOf(["live_events", "page_views"]),
+    )
+    # Page views only (issue 14).
+    confidence = _text(
+        "page_views: confirmed (the page view's id is a request id the proxy or a Live Event "
+        "recorded), probable (one candidate matched), ambiguous (several; user_id is null and "
+        "candidates lists them).",
+        validate=validate.OneOf(["confirmed", "probable", "ambiguous"]),
+    )
+    app_name = _text("page_views: the page view's app_name (an OAuth key's name).",
+                     allow_none=True)
+    user_agent = _text("page_views: the page view's user agent.", allow_none=True)
+    candidates = fields.List(
+        fields.Nested(PageViewCandidate), allow_none=True,
+        metadata={"description": "page_views, ambiguous: everyone who matched; else null."},
+    )
 
 
 class LinkedStudentEvidence(Schema):
@@ -275,9 +306,30 @@ class Summary(Schema):
     )
 
 
+class AttributionReport(Schema):
+    """What ?attribute=page_views asked Canvas and what it cost (issue 14)."""
+
+    source = _text("Always page_views.", required=True, validate=validate.OneOf(["page_views"]))
+    status = _text(
+        "done, or unavailable (no reader token, or Canvas refused it: verdicts unchanged).",
+        required=True, validate=validate.OneOf(["done", "unavailable"]),
+    )
+    message = _text("Why page views were unavailable.")
+    rows = fields.Integer(required=True, metadata={
+        "description": "manual and unknown rows without a Live Events actor."})
+    from_ledger = fields.Integer(required=True, metadata={
+        "description": "Of those, answered from the ledger's stored answers."})
+    asked = fields.Integer(required=True, metadata={"description": "Of those, asked of Canvas."})
+    canvas_requests = fields.Integer(required=True)
+    throttled = fields.Integer(required=True)
+    waited_seconds = fields.Float(required=True)
+
+
 class LookupResult(Schema):
     enrollments = fields.List(fields.Nested(EnrollmentVerdict), required=True)
     summary = fields.Nested(Summary, required=True)
+    attribution = fields.Nested(AttributionReport, metadata={
+        "description": "Only with ?attribute=page_views."})
 
 
 class LedgerEvent(Schema):
