@@ -60,6 +60,7 @@ def story(sim: Any, world: Any, make_proxy: Any) -> dict[str, Any]:
     a clock ahead of the proxy's, so the integration's row is not older than the ledger)."""
     proxy = make_proxy(
         sim.url, PAGE_VIEWS_TOKEN=world.admin["token"], PAGE_VIEWS_ALLOWANCE_SECONDS=5,
+        SESSION_COOKIE_SECURE=False,  # the dashboard over plain http
     )
     course_id = world.course["id"]
     t1, t2, u, selfish, s3, s4 = world.students[:6]
@@ -287,3 +288,21 @@ def test_nothing_is_read_for_a_course_the_caller_cannot_list(
     )
     assert answer.status_code in (401, 403, 404)
     assert not [e for e in sim.requests_log() if e["path"].endswith("/page_views")]
+
+
+def test_the_dashboard_button_asks_page_views_and_shows_who(world: Any, story: Any) -> None:
+    from .dashboard_support import browser_session, sign_in_with_token
+
+    session = browser_session()
+    sign_in_with_token(session, story["proxy"], world.admin["token"])
+    page_url = f"{story['proxy'].url}/ledger/courses/{story['course_id']}"
+    plain_page = session.get(page_url, timeout=30)
+    assert 'name="attribute" value="page_views"' in plain_page.text
+    assert "Made by (Canvas page views" not in plain_page.text  # never without the button
+    asked = session.get(page_url, params={"attribute": "page_views"}, timeout=30)
+    assert asked.status_code == 200
+    truth = world.truth(story["ui_add"]["id"])
+    assert "Made by (Canvas page views, probable)" in asked.text
+    assert f"user {truth['origin']['actor_user_id']}, via ui" in asked.text
+    assert "Made by (Canvas page views, ambiguous)" in asked.text
+    assert "Canvas requests" in asked.text

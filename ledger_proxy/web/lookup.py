@@ -35,7 +35,7 @@ def _lookup(scope: str, scope_id: str) -> Response:
     query = lookup.Query(scope, scope_id, args["include_deleted"], args["provenance"])
     try:
         if args["attribute"]:
-            return jsonify(_attributed(token, query, refresh=args["refresh"]))
+            return jsonify(attributed(token, query, refresh=args["refresh"]))
         provider = _compact_provider()
         if provider is not None:
             return _answer(provider, token, query)
@@ -47,7 +47,8 @@ def _lookup(scope: str, scope_id: str) -> Response:
     return jsonify(result)
 
 
-def _attributed(token: str, query: lookup.Query, *, refresh: bool) -> dict[str, Any]:
+def attributed(token: str, query: lookup.Query, *, refresh: bool) -> dict[str, Any]:
+    """The lookup with its manual rows attributed from page views (the dashboard's too)."""
     found = sources()
     return attribution.attribute(
         found["db"], found["canvas"], token, query,
