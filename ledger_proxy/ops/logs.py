@@ -15,8 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from flask import Request
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from ..upstream.forwarding import INTEGRATION_HEADER, LABEL_PATTERN, REQUEST_ID_HEADER
 
@@ -95,16 +94,20 @@ def raw_path(request: Request) -> str:
     return redact_tokens(path)[:MAX_PATH]
 
 
-def integration(request: Request) -> str | None:
-    """The integration label the request named (path or header), if it is a valid one."""
-    view_args = request.view_args or {}
-    for given in (view_args.get("label"), request.headers.get(INTEGRATION_HEADER)):
+def integration(request: Request, label: str | None = None) -> str | None:
+    """The integration label the request named (path or header), if it is a valid one. The
+    path's label comes from Flask's view arguments, or is given (the lean path has none)."""
+    if label is None:
+        label = (getattr(request, "view_args", None) or {}).get("label")
+    for given in (label, request.headers.get(INTEGRATION_HEADER)):
         if isinstance(given, str) and LABEL_PATTERN.fullmatch(given):
             return given
     return None
 
 
-def access_fields(request: Request, response: Response) -> dict[str, Any]:
+def access_fields(
+    request: Request, response: Response, label: str | None = None
+) -> dict[str, Any]:
     """The line's fields, taken while the request is at hand; the duration is set when sent."""
     return {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -115,7 +118,7 @@ def access_fields(request: Request, response: Response) -> dict[str, Any]:
         "duration_ms": None,
         "request_id": response.headers.get(REQUEST_ID_HEADER),
         "canvas_request_id": response.headers.get(CANVAS_REQUEST_ID_HEADER),
-        "integration": integration(request),
+        "integration": integration(request, label),
         "remote_addr": request.remote_addr,
     }
 
