@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .chain import GENESIS, event_hash
+from .chain import GENESIS, HASHED_KEYS, event_hash
 from .migrations import migrations
 from .util import as_int, iso, parse_time, utcnow
 from .vocab import COMPLETED, CREATED, PENDING, UNKNOWN
@@ -718,6 +718,34 @@ def event_pages(
         if len(rows) < page_size:
             return
         after = rows[-1][0]
+
+
+# An event whose every hashed column is NULL, an integer or text: for it, SQLite's
+# json_object of the columns as text is the canonical JSON Python writes (chain.canonical:
+# sorted keys, no spaces, NULL as ""; both escape '"', '\' and the control characters
+# alike, \n or \u001f), unless the text holds non-ASCII characters or DEL, which Python
+# escapes and SQLite does not: chain.walk_links looks for those in the text. A float or a
+# blob (forged, or a future column) is left to Python. (tests/test_verify.py)
+_PLAIN_EVENT = " AND ".join(
+    f"typeof({column}) IN ('null', 'integer', 'text')" for _, column in HASHED_KEYS
+)
+_CANONICAL = "json_object({})".format(
+    ", ".join(f"'{name}', coalesce(CAST({column} AS TEXT), '')" for name, column in HASHED_KEYS)
+)
+
+
+def chain_links(db: sqlite_utils.Database) -> Iterator[tuple[Any, Any, Any, str | None]]:
+    """Every event's (seq, prev_hash, hash, canonical JSON text, or None where Python must
+    write it), in seq order, by keyset pages up to today's head (for `verify`)."""
+    select = f"seq, prev_hash, hash, CASE WHEN {_PLAIN_EVENT} THEN {_CANONICAL} END"
+    for page in event_pages(db, select):
+        yield from page
+
+
+def event_at(db: sqlite_utils.Database, seq: Any, columns: str) -> tuple[Any, ...]:
+    """`columns` of the event at `seq`."""
+    row = db.conn.execute(f"SELECT {columns} FROM events WHERE seq = ?", [seq]).fetchone()
+    return tuple(row)
 
 
 def chain_ends(db: sqlite_utils.Database) -> tuple[int | None, int | None]:
