@@ -23,6 +23,7 @@ from ..upstream.canvas import (
     CANVAS_FAILURES,
     CanvasAnswerCut,
     CanvasClient,
+    Forwarded,
     bearer_token,
     proxy_error,
     release,
@@ -323,9 +324,12 @@ def _streamed_body(limit: int) -> _LimitedBody | Iterator[bytes] | None:
 # Upstream
 
 
-def _send(call: Call, body: Any) -> requests.Response:
+def _send(call: Call, body: Any) -> requests.Response | Forwarded:
+    canvas = runtime().canvas
     with metrics.canvas_timer(call.method):
-        return runtime().canvas.send(call.method, call.target, call.headers, body)
+        if body is None or isinstance(body, bytes):  # on the urllib3 pool (issue 12)
+            return Forwarded(canvas.forward(call.method, call.target, call.headers, body))
+        return canvas.send(call.method, call.target, call.headers, body)
 
 
 def _client_headers(
@@ -344,8 +348,8 @@ def plain_response(
     """
     try:
         with metrics.canvas_timer(call.method, registry):
-            if body is None:
-                upstream = canvas.forward(call.method, call.target, call.headers)
+            if body is None or isinstance(body, bytes):
+                upstream = canvas.forward(call.method, call.target, call.headers, body)
                 close: Callable[[], None] = lambda: release(upstream)  # noqa: E731
             else:
                 sent = canvas.send(call.method, call.target, call.headers, body)
