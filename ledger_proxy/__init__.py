@@ -46,6 +46,8 @@ def create_app(
         canvas=CanvasClient.configured(app.config),
         token_key=config.token_hash_key(app.config, app.instance_path),
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
+        registry=config.integration_registry(app.config, app.instance_path),
+        admin_ttl=app.config["ADMIN_CONFIRM_SECONDS"],
     )
     app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)

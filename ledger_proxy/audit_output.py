@@ -8,7 +8,8 @@ from typing import Any, TextIO
 
 import click
 
-from .core.vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN
+from .core.export import neutralise
+from .core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN
 from .upstream.canvas import CanvasRefused
 
 CSV_COLUMNS = (
@@ -36,6 +37,7 @@ COLOURS = {
     MANUAL: "yellow",
     PENDING: "magenta",
     UNKNOWN: "white",
+    AMBIGUOUS: "red",
 }
 
 
@@ -85,9 +87,16 @@ def write(result: dict[str, Any], output_format: str, out: TextIO, *, colour: bo
         json.dump(result, out, indent=2)
         out.write("\n")
     elif output_format == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        # Text quoted and neutralised as in the ledger export (export.neutralise), so that a
+        # display name or a role name such as =HYPERLINK(...) stays text in a spreadsheet.
+        writer = csv.DictWriter(
+            out, fieldnames=CSV_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC
+        )
         writer.writeheader()
-        writer.writerows(rows(result))
+        writer.writerows(
+            {key: neutralise(cell) if isinstance(cell, str) else cell for key, cell in row.items()}
+            for row in rows(result)
+        )
     else:
         _table(result, out, colour)
 

@@ -91,6 +91,13 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
+def _short_cache_seconds(value: Any) -> int:
+    seconds = _non_negative_int(value)
+    if seconds > 60:
+        raise ValueError("must be at most 60 seconds")
+    return seconds
+
+
 def _byte_size(value: Any) -> int:
     size = _non_negative_int(value)
     if size == 0:
@@ -115,6 +122,13 @@ def _optional_secret(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError("must be a string")
     return str(value)
+
+
+def _integrations_mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("enforce", "record"):
+        raise ValueError("must be 'enforce' or 'record'")
+    return text
 
 
 def _log_level(value: Any) -> str:
@@ -207,6 +221,15 @@ SETTINGS: tuple[Setting, ...] = (
         "by a keyed hash of the token.",
     ),
     Setting(
+        "ADMIN_CONFIRM_SECONDS",
+        5,
+        _short_cache_seconds,
+        "How long (0 to 60 seconds) a token's Canvas user, confirmed with Canvas, is trusted "
+        "for the admin-only endpoints (export, history) before Canvas is asked again; never "
+        "from the persisted identity cache, so a token revoked in Canvas loses admin access "
+        "within this time.",
+    ),
+    Setting(
         "TOKEN_HASH_KEY",
         None,
         _optional_secret,
@@ -286,6 +309,23 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_secret,
         "Client secret of that developer key (required with LEDGER_PROXY_OAUTH_CLIENT_ID). "
         "Never logged.",
+    ),
+    Setting(
+        "INTEGRATIONS",
+        None,
+        _optional_path,
+        "The integration registry: a JSON file binding each integration label to the Canvas "
+        "user ids allowed to use it, {\"roster-sync\": {\"user_ids\": [17]}} (relative paths "
+        "are in the instance folder). Default: integrations.json in the instance folder when it "
+        "exists. Without a registry every label is self-declared, and answers say so.",
+    ),
+    Setting(
+        "INTEGRATIONS_MODE",
+        "enforce",
+        _integrations_mode,
+        "With a registry: 'enforce' refuses (403) an enrollment-changing request under a label "
+        "by a user not registered for it; 'record' forwards it and records it with "
+        "label_verified false.",
     ),
 )
 
@@ -400,6 +440,20 @@ def open_ledger(settings: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"LEDGER_PROXY_DATABASE={settings['DATABASE']}: cannot open the ledger ({exc})"
         ) from None
+
+
+def integration_registry(config: Mapping[str, Any], instance_path: str) -> Any:
+    """The integration registry (core.integrations.Registry), or None when there is none."""
+    from .core.integrations import RegistryError, load_registry
+
+    configured = config.get("INTEGRATIONS")
+    path = Path(instance_path) / (configured or "integrations.json")
+    if not configured and not path.exists():
+        return None
+    try:
+        return load_registry(path, config.get("INTEGRATIONS_MODE") or "enforce")
+    except RegistryError as exc:
+        raise ConfigError(f"LEDGER_PROXY_INTEGRATIONS: {exc}") from None
 
 
 def token_hash_key(config: Mapping[str, Any], instance_path: str) -> bytes:

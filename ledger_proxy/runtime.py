@@ -22,7 +22,11 @@ class Runtime:
     canvas: CanvasClient
     token_key: bytes
     identity_ttl: float
+    registry: Any = None  # core.integrations.Registry: who may act under which label
+    # Admin access asks Canvas again after this many seconds (never from the `actors` table).
+    admin_ttl: float = 5.0
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
+    _confirmed: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Background work of this process (the reconciler), stopped by stop_background().
     background: list[Any] = field(default_factory=list)
@@ -56,6 +60,37 @@ class Runtime:
         with self._lock:
             self._actors[hashed] = (actor, now + self.identity_ttl)
         return actor
+
+    def confirmed_actor(
+        self, db: sqlite_utils.Database, token: str, hashed: str
+    ) -> ledger.Actor | None:
+        """The Canvas user behind `token` as Canvas says now, for admin-only access: a token
+        revoked in Canvas loses it within `admin_ttl` seconds (memory only, this process).
+
+        None when Canvas refuses the token (its cache entries are dropped too).
+        """
+        now = time.monotonic()
+        with self._lock:
+            cached = self._confirmed.get(hashed)
+        if cached and cached[1] > now:
+            return cached[0]
+        actor = self.canvas.whoami(token)
+        if actor is None:
+            self.forget(db, hashed)
+            return None
+        with self._lock:
+            for key in [key for key, (_, until) in self._confirmed.items() if until <= now]:
+                del self._confirmed[key]
+            if self.admin_ttl > 0:
+                self._confirmed[hashed] = (actor, now + self.admin_ttl)
+        return actor
+
+    def forget(self, db: sqlite_utils.Database, hashed: str) -> None:
+        """Drop every cache entry of a token (signed out, or refused by Canvas)."""
+        with self._lock:
+            self._actors.pop(hashed, None)
+            self._confirmed.pop(hashed, None)
+        ledger.forget_actor(db, hashed)
 
 
 def runtime() -> Runtime:

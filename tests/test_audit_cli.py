@@ -51,7 +51,7 @@ def test_audit_table(world, cli_env):
     lines = result.stdout.splitlines()
     assert lines[0].split()[:5] == ["id", "user", "type", "state", "provenance"]
     summary = lookup(cli_env, f"courses/{world.course['id']}/enrollments", world.admin["token"]).json()["summary"]
-    assert lines[-1] == f"integration: {summary['integration']}, sis: {summary['sis']}, manual: {summary['manual']}, pending: 0, unknown: 0 (total {summary['total']})"
+    assert lines[-1] == f"integration: {summary['integration']}, sis: {summary['sis']}, manual: {summary['manual']}, pending: 0, unknown: 0, ambiguous: 0 (total {summary['total']})"
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
 
 

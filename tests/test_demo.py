@@ -30,7 +30,7 @@ def test_the_demo_prints_the_course_and_the_urls_to_try(tmp_path):
     output = result.output
     verdicts = {name: verdict for _id, name, _type, _state, verdict in ROW.findall(output)}
     assert verdicts == EXPECTED
-    assert "integration: 2, sis: 3, manual: 3, pending: 0, unknown: 0 (total 8)" in output
+    assert "integration: 2, sis: 3, manual: 3, pending: 0, unknown: 0, ambiguous: 0 (total 8)" in output
     assert "\x1b[" not in output  # no colour when stdout is not a terminal
     proxy = re.search(r"ledger-proxy\s+(http://127\.0\.0\.1:\d+)", output).group(1)
     for url in (f"{proxy}/ledger/", f"{proxy}/ledger/v1/courses/1/enrollments", f"{proxy}/i/roster-sync", f"{proxy}/metrics"):

@@ -80,4 +80,4 @@ def test_created_rows_never_predate_the_ledger():
 
 
 def test_summary_counts_every_verdict():
-    assert summary(["manual", "sis", "manual"]) == {"integration": 0, "sis": 1, "manual": 2, "pending": 0, "unknown": 0, "total": 3}
+    assert summary(["manual", "sis", "manual"]) == {"integration": 0, "sis": 1, "manual": 2, "pending": 0, "unknown": 0, "ambiguous": 0, "total": 3}

@@ -1,7 +1,8 @@
 """The ledger store: the only code that opens the SQLite file or runs SQL on its tables.
 
 Intents, outcomes, append-only events and the current view; the actor cache, the SIS roster,
-the reconciliation lease and the readers the lookup, the export and the probes use. No Flask.
+the reconciliation lease, signed-out dashboard sessions and the readers the lookup, the export
+and the probes use. No Flask.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sqlite_utils
 from .chain import GENESIS, HASHED_KEYS, event_hash
 from .migrations import migrations
 from .util import as_int, iso, parse_time, utcnow
-from .vocab import COMPLETED, CREATED, PENDING, UNKNOWN
+from .vocab import AMBIGUOUS, COMPLETED, CREATED, PENDING, UNKNOWN
 
 BUSY_TIMEOUT_MS = 10_000
 PAGE_SIZE = 1000
@@ -276,13 +277,14 @@ class Intent:
     enrollment_ref: str | None = None
     account_ref: str | None = None
     params: Mapping[str, Any] | None = None
+    label_verified: bool | None = None  # None: no integration registry (self-declared)
 
 
 _INSERT_INTENT = """
 INSERT INTO requests (id, received_at, method, path, kind, integration,
     actor_user_id, actor_name, token_hash, user_agent, course_ref, section_ref,
-    enrollment_ref, account_ref, params, status)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    enrollment_ref, account_ref, params, status, label_verified)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -308,6 +310,7 @@ def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
         intent.account_ref,
         json.dumps(dict(intent.params or {}), sort_keys=True),
         PENDING,
+        intent.label_verified,
     ]
     committed(db, lambda handle: handle.execute(_INSERT_INTENT, values))
 
@@ -332,6 +335,7 @@ def _settle(
     canvas_request_id: str | None,
     error: str | None,
     settlement: Settlement | None = None,
+    acting_as_user_id: int | None = None,
 ) -> None:
     # A reconciliation settles only what is still unsettled: if another reconciler (a lease
     # that expired mid-run) got there first, the whole transaction is rolled back.
@@ -339,7 +343,8 @@ def _settle(
     cursor = db.execute(
         f"""
         UPDATE requests SET status = ?, http_status = ?, canvas_request_id = ?,
-            outcome_at = ?, error = ?, settled_by = ?, evidence = ?
+            outcome_at = ?, error = ?, settled_by = ?, evidence = ?,
+            acting_as_user_id = COALESCE(?, acting_as_user_id)
         WHERE id = ?{guard}
         """,
         [
@@ -350,6 +355,7 @@ def _settle(
             error,
             settlement.settled_by if settlement else "response",
             settlement.evidence if settlement else None,
+            acting_as_user_id,
             request_id,
         ],
     )
@@ -459,6 +465,7 @@ def record_events(
     http_status: int | None,
     canvas_request_id: str | None,
     settlement: Settlement | None = None,
+    acting_as_user_id: int | None = None,
 ) -> None:
     """Append the events, update the current view and settle the request, atomically."""
     recorded_at = iso(utcnow())
@@ -496,7 +503,10 @@ def record_events(
                 canvas_request_id=canvas_request_id,
                 recorded_at=recorded_at,
             )
-        _settle(handle, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
+        _settle(
+            handle, request_id, COMPLETED, http_status, canvas_request_id, None, settlement,
+            acting_as_user_id,
+        )
 
     committed(db, write)
 
@@ -515,8 +525,13 @@ def _update_view(
 ) -> None:
     # The origin columns are written by the first event the ledger sees, and replaced only by
     # a later-recorded `created`: reconciliation can find that an earlier request whose answer
-    # was lost made the row that a retry then saw as existing (adopted).
-    upgrade = f"excluded.origin_action = '{CREATED}' AND enrollments.origin_action <> '{CREATED}'"
+    # was lost made the row that a retry then saw as existing (adopted). A reconciled
+    # `ambiguous` replaces anything but `created` the same way (it may have made the row).
+    upgrade = (
+        f"(excluded.origin_action = '{CREATED}' AND enrollments.origin_action <> '{CREATED}') OR "
+        f"(excluded.origin_action = '{AMBIGUOUS}' "
+        f"AND enrollments.origin_action NOT IN ('{CREATED}', '{AMBIGUOUS}'))"
+    )
     origin = ", ".join(
         f"{column} = CASE WHEN {upgrade} THEN excluded.{column} ELSE enrollments.{column} END"
         for column in (
@@ -643,6 +658,12 @@ def store_actor(db: sqlite_utils.Database, token_hash: str, actor: Actor) -> Non
         )
 
 
+def forget_actor(db: sqlite_utils.Database, token_hash: str) -> None:
+    """Drop a token's cache entry (signed out, or refused by Canvas)."""
+    with write_transaction(db):
+        db.execute("DELETE FROM actors WHERE token_hash = ?", [token_hash])
+
+
 # The events, for the hash chain and the export
 
 
@@ -685,8 +706,11 @@ class Filters:
 
 
 def _recorded_at(moment: datetime) -> str:
-    """In recorded_at's own format, so that text order is time order (naive means UTC)."""
-    return iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    """In recorded_at's own format, so that text order is time order (naive means UTC; a
+    four-digit year even before 1000, which strftime's %Y would shorten)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def event_count(db: sqlite_utils.Database, filters: Filters = Filters()) -> int:
@@ -837,11 +861,15 @@ def roster_entries(
 
 
 def enrollments_by_id(db: sqlite_utils.Database, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The current view's rows for these enrollment ids."""
-    return {
-        record["enrollment_id"]: record
-        for record in _where_in(db, "SELECT * FROM enrollments WHERE enrollment_id IN", ids)
-    }
+    """The current view's rows for these enrollment ids, with what the originating request
+    says of its label (label_verified) and of masquerading (acting_as_user_id)."""
+    sql = (
+        "SELECT e.*, r.label_verified AS origin_label_verified, "
+        "r.acting_as_user_id AS origin_acting_as_user_id "
+        "FROM enrollments e LEFT JOIN requests r ON r.id = e.origin_request_id "
+        "WHERE e.enrollment_id IN"
+    )
+    return {record["enrollment_id"]: record for record in _where_in(db, sql, ids, "e.rowid")}
 
 
 def unsettled_creates(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -869,12 +897,14 @@ def sis_import_jobs(
     return list(_where_in(db, sql + " AND job_id IN", list(job_ids)))
 
 
-def _where_in(db: sqlite_utils.Database, sql: str, values: list[Any]) -> Iterator[dict[str, Any]]:
-    """The rows of `sql` (ending in "... IN") for all `values`, in rowid order, asked in
+def _where_in(
+    db: sqlite_utils.Database, sql: str, values: list[Any], order: str = "rowid"
+) -> Iterator[dict[str, Any]]:
+    """The rows of `sql` (ending in "... IN") for all `values`, in `order` (rowid), asked in
     chunks that stay under SQLite's limit on bound parameters."""
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
-        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY rowid", chunk)
+        yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY {order}", chunk)
 
 
 # What the metrics read
@@ -893,3 +923,27 @@ def unsettled_summary(path: str, timeout: float) -> dict[str, tuple[int, str | N
     finally:
         db.close()
     return {status: (number, first) for status, number, first in rows}
+
+
+# Dashboard sessions signed out before they expire: the cookie cannot be taken back from a
+# browser (or from whoever copied it), so the ledger remembers its session id until it expires.
+
+SIGNED_OUT = "signed_out:"
+
+
+def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> None:
+    with write_transaction(db):
+        db.execute(
+            "DELETE FROM ledger_meta WHERE substr(key, 1, ?) = ? AND value < ?",
+            [len(SIGNED_OUT), SIGNED_OUT, iso(utcnow())],
+        )
+        db.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [SIGNED_OUT + session_id, iso(until)],
+        )
+
+
+def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
+    rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
+    return bool(rows.fetchall())

@@ -22,7 +22,7 @@ from . import ledger, provenance
 from .provenance import Evidence, LedgerRecord, SisImportRecord
 from .sis_roster import Roster
 from .util import as_int, parse_time
-from .vocab import ADOPTED, ALL_STATES, CREATED, LISTED_STATES
+from .vocab import ADOPTED, ALL_STATES, AMBIGUOUS, CREATED, LISTED_STATES
 
 PAGE_SIZE = 100
 PENDING_MARGIN = timedelta(minutes=5)
@@ -361,7 +361,13 @@ def _ledger_record(record: Mapping[str, Any] | None) -> LedgerRecord | None:
         canvas_request_id=record["origin_canvas_request_id"],
         request_id=record["origin_request_id"],
         last_action=record["last_action"],
+        acting_as_user_id=record.get("origin_acting_as_user_id"),
+        label_verified=_flag(record.get("origin_label_verified")),
     )
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -372,12 +378,18 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "integration": record["origin_integration"],
         "actor_user_id": record["origin_actor_user_id"],
         # created, or adopted: the row existed before the proxy first touched it (whether by a
-        # re-enrollment or by a change, which `first_action` names).
-        "action": first if first in (CREATED, ADOPTED) else ADOPTED,
+        # re-enrollment or by a change, which `first_action` names); ambiguous: reconciliation
+        # found that the request may have made it, and so may something else.
+        "action": first if first in (CREATED, ADOPTED, AMBIGUOUS) else ADOPTED,
         "first_action": first,
         "recorded_at": record["first_recorded_at"],
         "canvas_request_id": record["origin_canvas_request_id"],
         "request_id": record["origin_request_id"],
         "last_action": record["last_action"],
         "last_recorded_at": record["last_recorded_at"],
+        # The user Canvas acted as when actor_user_id masqueraded (as_user_id), else null.
+        "acting_as_user_id": record.get("origin_acting_as_user_id"),
+        # true: the integration registry confirmed the label for the actor; false: it did not
+        # (recorded in 'record' mode); null: no registry, the label is self-declared.
+        "label_verified": _flag(record.get("origin_label_verified")),
     }

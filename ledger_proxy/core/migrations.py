@@ -202,3 +202,12 @@ def m004_settlement_evidence(db: sqlite_utils.Database) -> None:
     # (`ledger-proxy reconcile`), with the evidence that settled it.
     db.execute("ALTER TABLE requests ADD COLUMN settled_by TEXT")
     db.execute("ALTER TABLE requests ADD COLUMN evidence TEXT")
+
+
+@migrations()
+def m005_request_identity(db: sqlite_utils.Database) -> None:
+    # Whether the integration registry confirmed the request's label (1, 0, or NULL: no
+    # registry, self-declared), and the user Canvas acted as when the token's user
+    # masqueraded (as_user_id): actor_user_id stays the real user behind the token.
+    db.execute("ALTER TABLE requests ADD COLUMN label_verified INTEGER")
+    db.execute("ALTER TABLE requests ADD COLUMN acting_as_user_id INTEGER")

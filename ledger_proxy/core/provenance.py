@@ -8,6 +8,9 @@ The verdicts, strongest evidence first:
 - ``pending``: a request through the proxy may have made it, but its outcome is not settled yet.
 - ``unknown``: not seen by the proxy, and Canvas hid the SIS fields from the caller, so an SIS
   origin can be neither shown nor ruled out (never a false ``manual``).
+- ``ambiguous``: reconciliation found the row made while a request through the proxy was in
+  flight whose answer was lost, but something else (an SIS import running then) could have
+  made it too: never credited to the integration.
 - ``manual``: everything else: made by hand in the web UI, by a script bypassing the proxy, or
   made by hand and later re-enrolled (adopted) through the proxy.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
+from .vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class LedgerRecord:
     canvas_request_id: str | None
     request_id: str
     last_action: str
+    acting_as_user_id: int | None = None  # the user Canvas acted as (as_user_id), if another
+    label_verified: bool | None = None  # None: no integration registry, the label is self-declared
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,26 @@ class Verdict:
     predates_ledger: bool
 
 
-def _who(integration: str | None, actor_user_id: int | None) -> str:
+def _who(
+    integration: str | None,
+    actor_user_id: int | None,
+    acting_as_user_id: int | None = None,
+    label_verified: bool | None = None,
+) -> str:
     name = integration or "an unlabelled integration"
-    return f"{name} (user {actor_user_id})" if actor_user_id is not None else name
+    if integration and label_verified is False:
+        name += " (a label not registered for this user)"
+    if actor_user_id is None:
+        return name
+    if acting_as_user_id is not None:
+        return f"{name} (admin user {actor_user_id} acting as user {acting_as_user_id})"
+    return f"{name} (user {actor_user_id})"
+
+
+def _record_who(record: LedgerRecord) -> str:
+    return _who(
+        record.integration, record.actor_user_id, record.acting_as_user_id, record.label_verified
+    )
 
 
 def _day(moment: datetime) -> str:
@@ -102,7 +124,7 @@ def classify(evidence: Evidence) -> Verdict:
     sis_marked = evidence.sis_import_id is not None or bool(evidence.in_sis_roster)
     if record is not None and record.origin_action == "created":
         reason = (
-            f"created through the proxy by {_who(record.integration, record.actor_user_id)} "
+            f"created through the proxy by {_record_who(record)} "
             f"on {_day(record.recorded_at)}"
         )
         if evidence.sis_import_id is not None:
@@ -112,12 +134,21 @@ def classify(evidence: Evidence) -> Verdict:
                 "claimed it, which does not make SIS its creator"
             )
         return Verdict(INTEGRATION, reason, False)
+    if record is not None and record.origin_action == AMBIGUOUS:
+        return Verdict(
+            AMBIGUOUS,
+            f"made while request {record.request_id} of "
+            f"{_who(record.integration, record.actor_user_id)} was in flight with its answer "
+            "lost, but another explanation fits too (see the request's evidence): not credited "
+            "to the integration",
+            old,
+        )
     if sis_marked:
         reason = _sis_reason(evidence)
         if record is not None:
             reason += (
                 f"; the proxy only saw it {record.origin_action} by "
-                f"{_who(record.integration, record.actor_user_id)} on {_day(record.recorded_at)}"
+                f"{_record_who(record)} on {_day(record.recorded_at)}"
             )
         return Verdict(SIS, reason, old)
     if evidence.pending_request_id is not None:  # (a row the proxy saw made is settled above)
@@ -128,7 +159,7 @@ def classify(evidence: Evidence) -> Verdict:
             old,
         )
     seen = (
-        f"it already existed when {_who(record.integration, record.actor_user_id)} "
+        f"it already existed when {_record_who(record)} "
         f"{record.origin_action} it through the proxy on {_day(record.recorded_at)}"
         if record is not None
         else None

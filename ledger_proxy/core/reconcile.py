@@ -28,10 +28,12 @@ from .vocab import (
     ACTION_BY_KIND,
     ADOPTED,
     ALL_STATES,
+    AMBIGUOUS,
     CREATED,
     FAILED,
     STATE_AFTER,
     STATE_AFTER_TASK,
+    UNKNOWN,
 )
 
 log = logging.getLogger(__name__)
@@ -155,10 +157,27 @@ def _settle_create(
         for row in _listing(canvas, token, scope, ref, str(user_ref))
         if _matches_request(row, params)
     ]
-    earliest, latest = started - options.allowance, started + PROCESSING_WINDOW + options.allowance
+    earliest = started - options.allowance
+    latest = _in_flight_until(request, started) + options.allowance
     timed = [(parse_time(row.get("created_at")), row) for row in rows]
     made = [row for created, row in timed if created is not None and earliest <= created <= latest]
     before = [row for created, row in timed if created is not None and created < earliest]
+    # A row an SIS import made (one that began after this request) is not this request's work;
+    # one an import running since before the request may have made is ambiguous.
+    sis_made: list[tuple[Any, str]] = []
+    ambiguous: list[tuple[Any, str]] = []
+    for row in made:
+        explanation = _sis_explanation(canvas, token, row, started, options.allowance)
+        if explanation is not None:
+            (sis_made if explanation[0] == "after" else ambiguous).append((row, explanation[1]))
+    made = [row for row in made if all(row is not other for other, _ in sis_made + ambiguous)]
+    if ambiguous and not made:
+        row, why = ambiguous[0]
+        evidence = (
+            f"Canvas shows enrollment {row.get('id')} created at {row.get('created_at')}, while "
+            f"the request was in flight, but {why}: either could have made it"
+        )
+        return _record(db, request, row, AMBIGUOUS, evidence)
     if made:
         # Made while this request was in flight: this request made it, even if a retry that
         # Canvas answered since has already shown the ledger the row (as adopted).
@@ -187,7 +206,52 @@ def _settle_create(
     evidence = f"Canvas has no enrollment for {scope[:-1]} {ref}, user {user_ref} made by it"
     if later:
         evidence += f" (enrollments {later} were made later, by something else)"
+    for row, why in sis_made:
+        evidence += f" (enrollment {row.get('id')} was made meanwhile, but {why})"
     return _fail(db, request, evidence)
+
+
+def _in_flight_until(request: Mapping[str, Any], started: datetime) -> datetime:
+    """When Canvas can last have acted for this request, on Canvas's clock.
+
+    A 5xx answer or the proxy's timeout ends the window when it came (`outcome_at`, the
+    proxy's clock, shifted like `started`); a request whose outcome was never written (the
+    proxy died) keeps the whole processing window.
+    """
+    shift = started - (parse_time(request["received_at"]) or started)
+    outcome_at = parse_time(request["outcome_at"])
+    if request["status"] == UNKNOWN and outcome_at is not None:
+        return min(outcome_at + shift, started + PROCESSING_WINDOW)
+    return started + PROCESSING_WINDOW
+
+
+def _sis_explanation(
+    canvas: CanvasClient,
+    token: str,
+    row: Mapping[str, Any],
+    started: datetime,
+    allowance: timedelta,
+) -> tuple[str, str] | None:
+    """Could the SIS import the row names have made it? ("after", why) when that import began
+    after the request did (so it, not the request, made the row), ("also", why) when it was
+    already running (either could have), None when it cannot have (it began after the row
+    was made: it only claimed the row) or the row names none."""
+    import_id = as_int(row.get("sis_import_id"))
+    if import_id is None:
+        return None
+    try:  # (a Canvas that cannot be reached now leaves the request for the next run)
+        job = canvas.get_json(f"/api/v1/accounts/self/sis_imports/{import_id}", token)
+    except CanvasRefused:
+        job = None
+    began = parse_time(job.get("created_at")) if isinstance(job, dict) else None
+    if began is None:
+        return "also", f"it names SIS import {import_id}, whose start Canvas did not show"
+    created = parse_time(row.get("created_at"))
+    if created is not None and created + allowance < began:
+        return None
+    if began > started + allowance:
+        return "after", f"SIS import {import_id}, begun at {iso(began)} after the request, made it"
+    return "also", f"SIS import {import_id}, begun at {iso(began)}, was running then"
 
 
 def _settle_change(

@@ -31,6 +31,7 @@ from ..upstream.canvas import (
     read_answer,
 )
 from . import ledger, vocab
+from .live_events import SHARD_FACTOR
 from .util import as_int, parse_time
 
 if TYPE_CHECKING:  # (its request parsing uses Werkzeug; the core only reads an Operation)
@@ -215,8 +216,26 @@ def settle(
         actor_user_id=actor_user_id,
         http_status=answer.status,
         canvas_request_id=canvas_request_id,
+        acting_as_user_id=acting_as(intent, answer),
     )
     return events
+
+
+def acting_as(intent: ledger.Intent, answer: Answer) -> int | None:
+    """The user Canvas acted as when the token's user masqueraded (as_user_id), else None.
+
+    Canvas names the acting user in X-Canvas-User-Id (a global id: shard x 10^13 + local id);
+    a numeric as_user_id stands in when the header is missing.
+    """
+    wanted = (intent.params or {}).get("as_user_id")
+    if wanted in (None, ""):
+        return None
+    header = answer.header("X-Canvas-User-Id")
+    user_id = as_int(header) if header else as_int(wanted)
+    if user_id is not None:
+        user_id %= SHARD_FACTOR
+    real = intent.actor.user_id if intent.actor else None
+    return user_id if user_id != real else None
 
 
 def _events(

@@ -38,15 +38,20 @@ ACTION_BY_DELETED_STATE = {
 }
 # A delete whose answer names another state records `updated`.
 UPDATED = "updated"
+# The action of an event reconciliation records when a row fits more than one explanation
+# (this request, or an SIS import running meanwhile): it names the candidate request without
+# crediting its integration with the row. The lookup's verdict for such a row has the same name.
+AMBIGUOUS = "ambiguous"
 ACTIONS = (
     CREATED,
     ADOPTED,
     UPDATED,
     *ACTION_BY_DELETED_STATE.values(),
     *ACTION_BY_KIND.values(),
+    AMBIGUOUS,
 )
 
 # Verdicts of the lookup, strongest evidence first (core/provenance.py says what each means).
 # 'pending' and 'unknown' are the request statuses' words: a request not yet settled.
 INTEGRATION, SIS, MANUAL = "integration", "sis", "manual"
-VERDICTS = (INTEGRATION, SIS, MANUAL, PENDING, UNKNOWN)
+VERDICTS = (INTEGRATION, SIS, MANUAL, PENDING, UNKNOWN, AMBIGUOUS)

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, request
 from ledger_proxy.simulator import errors
 from ledger_proxy.simulator.api_enrollments import active_course, locked, path_section
 from ledger_proxy.simulator.jobs import bulk_role, queue_bulk_enrollment, queue_sis_import, run_jobs
+from ledger_proxy.simulator.live_events import emit_sis_batch
 from ledger_proxy.simulator.models import Account
 from ledger_proxy.simulator.params import text_or_none
 from ledger_proxy.simulator.permissions import is_member
@@ -137,6 +138,7 @@ def create_sis_import(account_id: str) -> Response:
     options = {name: params.get(name) for name in ("import_type", "batch_mode", "skip_deletes")}
     state = sim_state()
     sis_import = new_import(state, current.user.id, csv_text=text, options=options)
+    emit_sis_batch(state, sis_import, request_context(), created=True)
     ctx = replace(request_context("sis"), sis_import_id=sis_import.id)
     queue_sis_import(state, sis_import.id, ctx)
     body = sis_import_json(state, sis_import)

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from ledger_proxy.simulator.jobs import queue_sis_import, run_jobs
+from ledger_proxy.simulator.live_events import LiveEventsConfig, emit_sis_batch
 from ledger_proxy.simulator.models import CHANNELS, Context, User, iso
 from ledger_proxy.simulator.serialize import ground_truth_json, sis_import_json
 from ledger_proxy.simulator.sis import new_import
@@ -78,6 +79,19 @@ def add_user() -> tuple[Response, int]:
     return jsonify(user_out(user)), 201
 
 
+@bp.post("/tokens/revoke")
+def revoke_token() -> Response:
+    """A user (or an admin) deleting an access token in Canvas: it stops working at once."""
+    token = str(body().get("token", ""))
+    state = sim_state()
+    with state.lock:
+        if token not in state.tokens:
+            raise ValueError("no such token")
+        del state.tokens[token]
+        state.oauth_tokens.pop(token, None)
+    return jsonify({"revoked": True})
+
+
 @bp.get("/users")
 def list_users() -> Response:
     with sim_state().lock:
@@ -92,6 +106,7 @@ def add_course() -> tuple[Response, int]:
         workflow_state=data.get("workflow_state", "available"),
         course_code=data.get("course_code"), integration_id=data.get("integration_id"),
     )
+    course.self_enrollment_code = data.get("self_enrollment_code")
     return jsonify(course_out(course.id)), 201
 
 
@@ -104,6 +119,8 @@ def update_course(course_id: int) -> Response:
         if new_state not in ("available", "unpublished", "completed", "deleted"):
             raise ValueError(f"unknown course workflow_state: {new_state}")
         course.workflow_state = new_state
+        if "self_enrollment_code" in body():
+            course.self_enrollment_code = body()["self_enrollment_code"]
         return jsonify(course_out(course_id))
 
 
@@ -115,6 +132,7 @@ def course_out(course_id: int) -> dict[str, Any]:
         "sis_course_id": course.sis_course_id, "workflow_state": course.workflow_state,
         "default_section_id": course.default_section_id,
         "section_ids": [s.id for s in state.sections.values() if s.course_id == course.id],
+        "self_enrollment_code": course.self_enrollment_code,
     }
 
 
@@ -177,6 +195,8 @@ def _direct_enrollment(channel: str) -> tuple[Response, int]:
         role_id=data.get("role_id"), section_id=data.get("section_id"),
         enrollment_state=data.get("enrollment_state"),
         associated_user_id=data.get("associated_user_id"), user_agent=data.get("user_agent"),
+        real_user_id=data.get("real_user_id"), developer_key_id=data.get("developer_key_id"),
+        base_url=request.host_url.rstrip("/"),
     ))
     with state.lock:
         out = ground_truth_json(state, enrollment)
@@ -193,7 +213,9 @@ def sis_import() -> tuple[Response, int]:
             imported = new_import(state, None, rows=list(data["rows"]))
         else:
             imported = new_import(state, None, csv_text=str(data["csv"]))
-        queue_sis_import(state, imported.id, Context("sis", sis_import_id=imported.id))
+        ctx = Context("sis", sis_import_id=imported.id)
+        emit_sis_batch(state, imported, ctx, created=True)
+        queue_sis_import(state, imported.id, ctx)
         if state.settings.auto_run_jobs:
             run_jobs(state)
         return jsonify(sis_import_json(state, imported)), 201
@@ -338,3 +360,70 @@ def set_clock() -> Response:
         if "advance_seconds" in data:
             state.advance_clock(float(data["advance_seconds"]))
         return jsonify({"now": state.now().isoformat()})
+
+
+@bp.post("/observer_links")
+def link_observer() -> tuple[Response, int]:
+    """`{observer_id, student_id}`: a parent account; the student's new enrollments get linked
+    ObserverEnrollments in the same request, as Canvas's `create_linked_enrollments` does."""
+    data = body()
+    state = sim_state()
+    with state.lock:
+        observer = state.users[int(data["observer_id"])]
+        student = state.users[int(data["student_id"])]
+        links = state.observer_links.setdefault(student.id, [])
+        if observer.id not in links:
+            links.append(observer.id)
+        return jsonify({"student_id": student.id, "observer_ids": links}), 201
+
+
+# -- Live Events (simulator/live_events.py) -------------------------------------------------
+
+
+@bp.post("/live_events")
+def configure_live_events() -> Response:
+    """Start emitting (`{url?, format?, ndjson_path?, faults...}`) or stop (`{"enabled": false}`);
+    docs/simulator.md lists the settings."""
+    data = body()
+    state = sim_state()
+    if data.get("enabled", True) is False:
+        state.live_events.configure(None)
+    else:
+        config = LiveEventsConfig.from_json({k: v for k, v in data.items() if k != "enabled"})
+        if config.url is None and config.ndjson_path is None:
+            raise ValueError("live_events needs a url, an ndjson_path or both")
+        state.live_events.configure(config)
+    return jsonify(state.live_events.status())
+
+
+@bp.get("/live_events")
+def live_events_status() -> Response:
+    return jsonify(sim_state().live_events.status())
+
+
+@bp.get("/live_events/log")
+def live_events_log() -> Response:
+    """Every event emitted since the last reset, in emission order, with what became of it."""
+    return jsonify(sim_state().live_events.log_json())
+
+
+@bp.post("/live_events/flush")
+def flush_live_events() -> Response:
+    """Release held events and wait (up to `timeout` seconds, default 10) until every queued
+    event is delivered or has failed; `idle` says whether that happened."""
+    timeout = float(body().get("timeout", 10.0))
+    sim_state().live_events.flush(min(max(timeout, 0.0), 60.0))
+    return jsonify(sim_state().live_events.status())
+
+
+@bp.get("/live_events/jwks.json")
+def live_events_jwks() -> Response:
+    return jsonify(sim_state().live_events.jwks())
+
+
+@bp.post("/live_events/signing_key")
+def rotate_signing_key() -> Response:
+    """A new signing key (`{pem?, keep_old?}`): the JWKS then lists it (and the old one)."""
+    data = body()
+    key = sim_state().live_events.set_key(data.get("pem"), bool(data.get("keep_old", False)))
+    return jsonify({"kid": key.kid, "jwks": sim_state().live_events.jwks()})

@@ -45,7 +45,7 @@ def plan_create(
     if not raw:
         raise errors.bad_message("No parameters given")
     if text_or_none(raw.get("self_enrollment_code")):
-        raise _self_enrollment_error(raw)
+        return _self_enrollment(state, caller, course, raw)
     role, messages = resolve_role(state, raw)
     messages += user_messages(params, raw)
     if messages:
@@ -162,9 +162,20 @@ def _associated_user(state: SimulatorState, role: Role, user: User, value: Any) 
     return observed.id
 
 
-def _self_enrollment_error(raw: dict[str, Any]) -> errors.ApiError:
-    """No simulated course is open for self-enrollment, so every code is invalid (§2.8)."""
-    messages = ["enrollment[self_enrollment_code] is invalid"]
+def _self_enrollment(
+    state: SimulatorState, caller: User, course: Course, raw: dict[str, Any],
+) -> EnrollOptions:
+    """§2.8: the caller enrolls as an active, self-enrolled student of a course whose
+    `self_enrollment_code` (set through the control API; none by default) matches."""
+    messages = []
+    code = text_or_none(raw.get("self_enrollment_code"))
+    if course.self_enrollment_code is None or code != course.self_enrollment_code:
+        messages.append("enrollment[self_enrollment_code] is invalid")
     if text_or_none(raw.get("user_id")) != "self":
         messages.append("enrollment[user_id] must be 'self' when self-enrolling")
-    return errors.bad_message(*messages)
+    if messages:
+        raise errors.bad_message(*messages)
+    return EnrollOptions(
+        course=course, section=state.sections[course.default_section_id], user=caller,
+        role=state.built_in_role(STUDENT), enrollment_state="active", self_enrolled=True,
+    )

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ledger_proxy.simulator.live_events import emit_enrollment
 from ledger_proxy.simulator.models import (
     DESIGNER,
     OBSERVER,
+    STUDENT,
     TA,
     TEACHER,
     Context,
@@ -92,7 +94,28 @@ def create(
         enrollment.completed_at = now
     state.store_enrollment(enrollment)
     record(enrollment, ctx, "created", None, workflow_state, now, **options.extra_history)
+    emit_enrollment(state, enrollment, ctx, created=True)
+    if enrollment.type == STUDENT:
+        create_linked_enrollments(state, options, ctx, enrollment)
     return enrollment
+
+
+def create_linked_enrollments(
+    state: SimulatorState, options: EnrollOptions, ctx: Context, student: Enrollment,
+) -> None:
+    """`after_create :create_linked_enrollments` (§2.6): each observer linked to the student
+    gets an ObserverEnrollment in the same section, made in the same request."""
+    for observer_id in state.observer_links.get(student.user_id, []):
+        observer = state.users.get(observer_id)
+        if observer is None:
+            continue
+        linked = EnrollOptions(
+            course=options.course, section=options.section, user=observer,
+            role=state.built_in_role(OBSERVER), associated_user_id=student.user_id,
+            extra_history={"linked_to": student.id},
+        )
+        if state.find_match(linked.key()) is None:
+            create(state, linked, "active", ctx)
 
 
 def reuse(
@@ -125,6 +148,8 @@ def reuse(
         enrollment, ctx, "reused", before, enrollment.workflow_state, now,
         changed=changed, **options.extra_history,
     )
+    if changed:  # Canvas saves (and so emits) only when something changed
+        emit_enrollment(state, enrollment, ctx, created=False)
 
 
 def change_state(
@@ -140,6 +165,7 @@ def change_state(
     elif new_state == "active":
         enrollment.completed_at = None
     record(enrollment, ctx, "state_changed", before, new_state, now, detail=detail)
+    emit_enrollment(state, enrollment, ctx, created=False)
 
 
 def origin(ctx: Context, at: datetime) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class Course:
     integration_id: str | None = None
     account_id: int = ROOT_ACCOUNT_ID
     enrollment_term_id: int = 1
+    self_enrollment_code: str | None = None  # None: not open for self-enrollment
 
     @property
     def published(self) -> bool:
@@ -105,6 +106,15 @@ class Context:
     request_context_id: str | None = None
     user_agent: str | None = None
     sis_import_id: int | None = None
+    # The rest only feeds Live Events metadata (simulator/live_events.py), not the ground truth.
+    developer_key_id: str | None = None  # set for access-token requests, absent for sessions
+    session_id: str | None = None
+    http_method: str | None = None
+    url: str | None = None  # absolute, or a path under `base_url`
+    referrer: str | None = None
+    base_url: str | None = None
+    job_id: str | None = None
+    job_tag: str | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger_proxy.simulator.create import parse_time
 from ledger_proxy.simulator.enrollments import EnrollOptions, change_state, create, record
+from ledger_proxy.simulator.live_events import emit_sis_batch
 from ledger_proxy.simulator.models import Context, Enrollment, Role, Section, SisImport, User
 from ledger_proxy.simulator.params import to_boolean
 from ledger_proxy.simulator.state import SimulatorState
@@ -56,6 +57,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
 def run_import(state: SimulatorState, sis_import: SisImport, ctx: Context) -> None:
     """Apply every row, then mark the import `imported` (or `..._with_messages`)."""
     sis_import.workflow_state = "importing"
+    emit_sis_batch(state, sis_import, ctx, created=False)
     stats = {"created": 0, "concluded": 0, "deactivated": 0, "restored": 0, "deleted": 0}
     applied = 0
     try:
@@ -75,6 +77,7 @@ def run_import(state: SimulatorState, sis_import: SisImport, ctx: Context) -> No
         if outcome in stats:
             stats[outcome] += 1
     _finish(state, sis_import, applied, stats)
+    emit_sis_batch(state, sis_import, ctx, created=False)
 
 
 def _finish(

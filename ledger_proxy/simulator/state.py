@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ledger_proxy.simulator.live_events import LiveEventsEmitter
 from ledger_proxy.simulator.models import (
     BUILT_IN_ROLE_IDS,
     ROOT_ACCOUNT_ID,
@@ -98,6 +99,7 @@ class SimulatorState:
         self.faults: list[FaultRule] = []
         self.request_log: deque[dict[str, Any]] = deque(maxlen=self.settings.request_log_limit)
         self._frozen_now: datetime | None = None
+        self.live_events = LiveEventsEmitter()
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -127,10 +129,12 @@ class SimulatorState:
             self.oauth_codes: dict[str, dict[str, Any]] = {}
             self.oauth_tokens: dict[str, str] = {}  # token -> client id
             self.oauth_approve: dict[str, Any] = {"user_id": None, "deny": False}
+            self.observer_links: dict[int, list[int]] = {}  # student id -> observer ids
             self.faults = []
             self.request_log.clear()
             self.settings = Settings()
             self._frozen_now = None
+            self.live_events.reset()
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -246,6 +250,8 @@ class SimulatorState:
         return found if isinstance(found, Section) else None
 
     def find_account(self, ref: Any) -> Account | None:
+        if isinstance(ref, str) and ref.strip() == "self":  # as Canvas: the domain's root
+            return self.accounts.get(ROOT_ACCOUNT_ID)
         found = self._by_ref("account", ref, self.accounts)
         return found if isinstance(found, Account) else None
 

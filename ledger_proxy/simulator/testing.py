@@ -78,6 +78,27 @@ class SimulatorClient:
         result: dict[str, Any] = self.control("POST", "settings", values)
         return result
 
+    def live_events(self, **config: Any) -> dict[str, Any]:
+        """Turn Live Events on (`url=`, `format=`, `ndjson_path=`, faults; docs/simulator.md),
+        or off with `enabled=False`; returns the status."""
+        result: dict[str, Any] = self.control("POST", "live_events", config)
+        return result
+
+    def flush_live_events(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until every emitted event is delivered or failed; raises if that takes longer."""
+        status: dict[str, Any] = self.control("POST", "live_events/flush", {"timeout": timeout})
+        if not status["idle"]:
+            raise TimeoutError(f"Live Events still in flight after {timeout} s: {status}")
+        return status
+
+    def live_events_log(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.control("GET", "live_events/log")
+        return result
+
+    @property
+    def live_events_jwks_url(self) -> str:
+        return f"{self.url}/_sim/live_events/jwks.json"
+
     # -- Canvas API --------------------------------------------------------------------------
 
     def api(

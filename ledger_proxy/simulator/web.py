@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, unquote
 from flask import Response, current_app, g, request
 
 from ledger_proxy.simulator import errors
+from ledger_proxy.simulator.live_events import DEFAULT_DEVELOPER_KEY_ID
 from ledger_proxy.simulator.models import Context, User
 from ledger_proxy.simulator.params import Params, flatten_json
 from ledger_proxy.simulator.serialize import Viewer, stringify_ids
@@ -53,9 +54,9 @@ def add_canvas_headers(response: Response) -> Response:
     caller: User | None = g.get("caller")
     if caller is not None:
         response.headers["X-Canvas-User-Id"] = str(caller.id)
-    real: User | None = g.get("real_caller")
-    if real is not None:
-        response.headers["X-Canvas-Real-User-Id"] = str(real.id)
+    real_user: User | None = g.get("real_user")
+    if real_user is not None:
+        response.headers["X-Canvas-Real-User-Id"] = str(real_user.id)
     return response
 
 
@@ -114,20 +115,21 @@ def authenticate() -> User:
     user = sim_state().user_for_token(token)
     if user is None:
         raise errors.invalid_token()
+    g.token = token
     g.caller = _masquerade(user)
     return g.caller
 
 
-def _masquerade(real: User) -> User:
-    """`as_user_id` (an id or `sis_user_id:X`): an admin acts as that user (§9)."""
-    wanted = request_params().get("as_user_id")
-    if wanted is None or wanted == "":
-        return real
-    target = sim_state().find_user(str(wanted), real) if real.admin else None
+def _masquerade(user: User) -> User:
+    """`as_user_id` (§9): an admin acts as another user; anyone else gets Canvas's 401."""
+    ref = request_params().get("as_user_id")
+    if ref is None or str(ref).strip() == "":
+        return user
+    target = sim_state().find_user(str(ref).strip(), user) if user.admin else None
     if target is None:
         raise errors.ApiError(401, {"errors": "Invalid as_user_id"})
-    if target.id != real.id:
-        g.real_caller = real
+    if target.id != user.id:
+        g.real_user = user
     return target
 
 
@@ -154,10 +156,21 @@ def segment(value: str) -> str:
 
 def request_context(channel: str = "api") -> Context:
     caller: User | None = g.get("caller")
+    real_user: User | None = g.get("real_user")
+    token: str | None = g.get("token")
     return Context(
         channel=channel,
         actor_user_id=caller.id if caller else None,
-        real_user_id=g.real_caller.id if g.get("real_caller") else None,
         request_context_id=request.environ.get(CONTEXT_ID_KEY),
         user_agent=request.headers.get("User-Agent"),
+        real_user_id=real_user.id if real_user else None,
+        developer_key_id=developer_key_id(token) if token else None,
+        http_method=request.method,
+        url=request.url,
+        base_url=base_url(),
     )
+
+
+def developer_key_id(token: str) -> str:
+    """OAuth tokens carry their developer key's id; personal tokens the shared default (§1.3)."""
+    return sim_state().oauth_tokens.get(token) or DEFAULT_DEVELOPER_KEY_ID

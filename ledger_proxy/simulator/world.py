@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger_proxy.simulator.enrollments import EnrollOptions, create, enroll, initial_state
+from ledger_proxy.simulator.live_events import DEFAULT_DEVELOPER_KEY_ID
 from ledger_proxy.simulator.models import (
     ENROLLMENT_TYPES,
     STUDENT,
@@ -49,6 +50,9 @@ class DirectEnrollment:
     enrollment_state: str | None = None
     associated_user_id: int | None = None
     user_agent: str | None = None
+    real_user_id: int | None = None  # an admin masquerading as `actor_user_id`
+    developer_key_id: str | None = None  # channel "api": the script's key (default: personal)
+    base_url: str | None = None  # where the simulator is reached, for the events' URLs
 
 
 def seed_demo(state: SimulatorState) -> dict[str, Any]:
@@ -87,11 +91,25 @@ def enroll_directly(state: SimulatorState, request: DirectEnrollment) -> tuple[E
             course=course, section=section, user=user, role=role,
             enrollment_state=request.enrollment_state, associated_user_id=associated,
         )
-        ctx = Context(
-            channel=request.channel, actor_user_id=request.actor_user_id,
-            request_context_id=str(uuid.uuid4()), user_agent=request.user_agent,
-        )
-        return enroll(state, options, ctx)
+        return enroll(state, options, direct_context(request, course))
+
+
+def direct_context(request: DirectEnrollment, course: Course) -> Context:
+    """The request a browser (`ui`: People -> +People, a session, no developer key) or a
+    script (`api`: an access token) would have sent to Canvas itself (§1.7)."""
+    ctx = Context(
+        channel=request.channel, actor_user_id=request.actor_user_id,
+        request_context_id=str(uuid.uuid4()), user_agent=request.user_agent,
+        real_user_id=request.real_user_id, http_method="POST", base_url=request.base_url,
+    )
+    if request.channel == "ui":
+        ctx.url = f"/courses/{course.id}/enroll_users"
+        ctx.referrer = f"{request.base_url or ''}/courses/{course.id}/users"
+        ctx.session_id = f"session-{request.real_user_id or request.actor_user_id}"
+    else:
+        ctx.url = f"/api/v1/courses/{course.id}/enrollments"
+        ctx.developer_key_id = request.developer_key_id or DEFAULT_DEVELOPER_KEY_ID
+    return ctx
 
 
 def seed(

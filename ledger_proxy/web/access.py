@@ -23,12 +23,14 @@ def caller_token() -> str:
     return token
 
 
-def caller() -> tuple[str, ledger.Actor]:
-    """(token, the Canvas user behind it), asking Canvas once and caching as the proxy does."""
+def caller(*, confirmed: bool = False) -> tuple[str, ledger.Actor]:
+    """(token, the Canvas user behind it), asking Canvas once and caching as the proxy does;
+    `confirmed`: as Canvas says now (seconds of cache at most, see Runtime.confirmed_actor)."""
     token = caller_token()
     rt = runtime()
+    resolve = rt.confirmed_actor if confirmed else rt.actor_for
     try:
-        actor = rt.actor_for(get_db(), token, token_hash(rt.token_key, token))
+        actor = resolve(get_db(), token, token_hash(rt.token_key, token))
     except CANVAS_FAILURES as exc:
         raise proxy_error(exc) from None
     if actor is None:
@@ -37,8 +39,9 @@ def caller() -> tuple[str, ledger.Actor]:
 
 
 def require_admin() -> ledger.Actor:
-    """The caller, if their Canvas user id is in LEDGER_PROXY_ADMIN_USER_IDS; else 403."""
-    _, actor = caller()
+    """The caller, if their Canvas user id is in LEDGER_PROXY_ADMIN_USER_IDS; else 403.
+    Canvas confirms the token (a revoked one loses admin access at once)."""
+    _, actor = caller(confirmed=True)
     if actor.user_id not in current_app.config["ADMIN_USER_IDS"]:
         raise forbidden()
     return actor

@@ -66,7 +66,8 @@ def login_submit() -> Response:
         return _login_page(next_url, "Paste a Canvas access token.", 400)
     rt = runtime()
     try:
-        actor = rt.actor_for(get_db(), token, token_hash(rt.token_key, token))
+        # Canvas itself, never the identity cache: a revoked token must not sign in.
+        actor = rt.confirmed_actor(get_db(), token, token_hash(rt.token_key, token))
     except CANVAS_FAILURES as exc:
         error = proxy_error(exc)
         return error_page(error.http_status, "Canvas did not answer", error.message)
@@ -139,6 +140,8 @@ def _safe_next(next_url: Any) -> str:
     home = url_for("dashboard.index")
     if not isinstance(next_url, str) or not next_url.startswith(home):
         return home
+    if any(ord(char) < 32 or ord(char) == 127 for char in next_url):
+        return home  # CR/LF would split the Location header; browsers drop tabs from URLs
     parts = urlsplit(next_url)
     if parts.scheme or parts.netloc or "\\" in next_url or "//" in parts.path:
         return home

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..core import lookup
-from ..core.vocab import INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS
+from ..core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from . import session as web_session
 from .lookup import sources
@@ -46,6 +46,7 @@ VERDICT_LABELS = {
     MANUAL: "Manual",
     PENDING: "Pending",
     UNKNOWN: "Unknown",
+    AMBIGUOUS: "Ambiguous",
 }
 VERDICT_MEANINGS = {
     INTEGRATION: "The ledger saw Canvas create it for a request through the proxy.",
@@ -53,6 +54,8 @@ VERDICT_MEANINGS = {
     MANUAL: "Not made through the proxy nor by SIS: the web UI, or a script bypassing it.",
     PENDING: "A request through the proxy may have made it; its outcome is not settled yet.",
     UNKNOWN: "Not seen by the proxy, and Canvas hides SIS fields from you: SIS not ruled out.",
+    AMBIGUOUS: "Made while a request whose answer was lost was in flight, but SIS may have "
+    "made it too: not credited to the integration.",
 }
 # Canvas's built-in enrollment types, as its web UI names them (custom roles show their name).
 ROLE_NAMES = {
@@ -171,8 +174,14 @@ def static(filename: str) -> Response:
 
 @lru_cache(maxsize=8)
 def _static_file(filename: str) -> tuple[bytes, str] | None:
-    path = (STATIC / filename).resolve()
-    if not path.is_relative_to(STATIC) or not path.is_file():
+    # A NUL or an over-long name is no file of ours (and the OS would raise, not say no).
+    if "\x00" in filename or len(filename) > 255:
+        return None
+    try:
+        path = (STATIC / filename).resolve()
+        if not path.is_relative_to(STATIC) or not path.is_file():
+            return None
+    except (OSError, ValueError):
         return None
     content = path.read_bytes()
     return content, hashlib.sha256(content).hexdigest()[:32]

@@ -94,7 +94,7 @@ def _lookup(scope: str, id_name: str) -> dict[str, Any]:
             "description": (
                 "Lists the enrollments from Canvas with the caller's own token (so nobody sees "
                 "a roster Canvas would not show them), every state, every page, and judges "
-                "each: integration, sis, manual, pending or unknown, with the evidence."
+                "each: integration, sis, manual, pending, unknown or ambiguous, with the evidence."
             ),
             "security": TOKEN_SECURITY,
             "parameters": [

@@ -14,7 +14,7 @@ import requests
 from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Request, Response
 
-from ..core import ledger, recording
+from ..core import integrations, ledger, recording
 from ..core.util import utcnow
 from ..errors import ProxyError, error_response
 from ..ops import metrics
@@ -409,6 +409,12 @@ def _intent(db: Any, call: Call, operation: Operation, parsed: RequestParams) ->
     """The request as the ledger records it, before it is sent."""
     token = _token(call, parsed)
     hashed = token_hash(runtime().token_key, token) if token else None
+    actor = _actor(db, token, hashed)
+    label = integrations.check_label(
+        runtime().registry, call.integration, actor.user_id if actor else None
+    )
+    if label.refused:
+        raise ProxyError(403, f"{label.reason}; nothing was sent to Canvas")
     return ledger.Intent(
         request_id=call.request_id,
         received_at=utcnow(),
@@ -416,7 +422,7 @@ def _intent(db: Any, call: Call, operation: Operation, parsed: RequestParams) ->
         path=call.path,
         kind=operation.kind,
         integration=call.integration,
-        actor=_actor(db, token, hashed),
+        actor=actor,
         token_hash=hashed,
         user_agent=call.header("User-Agent"),
         course_ref=operation.course_ref,
@@ -424,6 +430,7 @@ def _intent(db: Any, call: Call, operation: Operation, parsed: RequestParams) ->
         enrollment_ref=operation.enrollment_ref,
         account_ref=operation.account_ref,
         params=redact(parsed.params),
+        label_verified=label.verified,
     )
 
 

@@ -8,12 +8,13 @@ here fails the contract test (tests/test_openapi.py).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
-from ..core.vocab import ACTIONS, ADOPTED, CREATED, VERDICTS
+from ..core.vocab import ACTIONS, ADOPTED, AMBIGUOUS, CREATED, VERDICTS
 from ..errors import ProxyError
 
 # Requests
@@ -67,13 +68,21 @@ class LookupArgs(Schema):
     access_token = fields.String(load_default=None)  # Canvas accepts the token here too
 
 
+def _in_utc_range(moment: datetime) -> None:
+    """recorded_at is UTC: 0001-01-01T00:00:00+01:00 is a time before year 1 there."""
+    try:
+        (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("out of range: not a time between years 1 and 9999 in UTC") from None
+
+
 class ExportArgs(Schema):
     """Query parameters of GET /ledger/v1/export (unknown ones refused: a typo in a filter
     must not silently widen an auditor's slice to the whole ledger)."""
 
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "ndjson")))
-    since = fields.DateTime(format="iso", load_default=None)
-    until = fields.DateTime(format="iso", load_default=None)
+    since = fields.DateTime(format="iso", load_default=None, validate=_in_utc_range)
+    until = fields.DateTime(format="iso", load_default=None, validate=_in_utc_range)
     course_id = fields.Integer(
         strict=False, load_default=None, validate=validate.Range(min=1, max=2**63 - 1)
     )
@@ -117,10 +126,11 @@ class LedgerEvidence(Schema):
     integration = _text("Integration label of the first recorded request.", allow_none=True)
     actor_user_id = _id("Canvas user behind that request's token.", allow_none=True)
     action = _text(
-        "created (the proxy saw Canvas make it) or adopted (it existed before the proxy first "
-        "touched it, by a re-enrollment or a change).",
+        "created (the proxy saw Canvas make it), adopted (it existed before the proxy first "
+        "touched it, by a re-enrollment or a change) or ambiguous (reconciliation found that a "
+        "request whose answer was lost may have made it, and so may something else).",
         required=True,
-        validate=validate.OneOf((CREATED, ADOPTED)),
+        validate=validate.OneOf((CREATED, ADOPTED, AMBIGUOUS)),
     )
     first_action = _text(
         "The first action the ledger recorded: created, adopted, or a change (deleted, ...).",
@@ -132,6 +142,18 @@ class LedgerEvidence(Schema):
     request_id = _text("The proxy's own request id (X-Ledger-Request-Id).", required=True)
     last_action = _text("Latest action recorded.", required=True)
     last_recorded_at = fields.DateTime(required=True)
+    acting_as_user_id = _id(
+        "The user Canvas acted as when actor_user_id masqueraded (as_user_id); null otherwise.",
+        allow_none=True,
+    )
+    label_verified = fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "true: the integration registry confirmed the label for the actor; "
+            "false: it did not (recorded in 'record' mode); null: no registry, the label is "
+            "self-declared."
+        },
+    )
 
 
 class EnrollmentVerdict(Schema):
@@ -181,6 +203,7 @@ class Summary(Schema):
     pending = fields.Integer(required=True)
     # (`unknown` is a Schema option's name: the field is named so only in the data.)
     unknown_ = fields.Integer(required=True, data_key="unknown")
+    ambiguous = fields.Integer(required=True)
     total = fields.Integer(required=True)
 
 

@@ -4,7 +4,9 @@ Flask's session cookie is signed, not encrypted: anyone holding it can read what
 The Canvas token therefore goes in encrypted (Fernet: AES-128-CBC plus HMAC-SHA256, with a
 key derived from SECRET_KEY by HKDF), so the cookie is useless to a reader who lacks the key,
 and nothing about a signed-in user is stored on the server (the ledger never holds a raw token,
-and any worker can serve any request). The cookie is HttpOnly, SameSite=Lax, Secure unless
+and any worker can serve any request) until they sign out: the ledger then remembers the
+session's random id until the session would have expired, so that a copy of the cookie
+replayed afterwards is signed out too. The cookie is HttpOnly, SameSite=Lax, Secure unless
 LEDGER_PROXY_SESSION_COOKIE_SECURE=false, and scoped to /ledger so that it never reaches the
 forwarded /api/ paths (and from there Canvas).
 """
@@ -16,7 +18,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -26,6 +28,9 @@ from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from .. import config
+from ..core import ledger
+from ..runtime import get_db, runtime
+from ..upstream.canvas import token_hash
 
 # A sign-in lasts at most this long (less when Canvas says its OAuth token expires sooner).
 SESSION_LIFETIME = timedelta(hours=8)
@@ -40,6 +45,7 @@ class SignedIn:
     user_name: str | None
     expires_at: float
     oauth: bool  # obtained through OAuth2 (so the dashboard may revoke it on sign-out)
+    session_id: str = ""
 
 
 def configure(app: Flask) -> None:
@@ -81,7 +87,12 @@ def sign_in(
     lifetime = SESSION_LIFETIME.total_seconds()
     if expires_in is not None and expires_in > 0:
         lifetime = min(lifetime, expires_in)
-    secret = {"token": token, "expires_at": time.time() + lifetime, "oauth": oauth}
+    secret = {
+        "token": token,
+        "expires_at": time.time() + lifetime,
+        "oauth": oauth,
+        "sid": secrets.token_urlsafe(16),
+    }
     session.clear()
     session.permanent = True
     session["canvas"] = _fernet().encrypt(json.dumps(secret).encode()).decode()
@@ -103,8 +114,16 @@ def signed_in() -> SignedIn | None:
         return None
     if secret["expires_at"] <= time.time():
         return None
+    session_id = secret.get("sid")
+    if not isinstance(session_id, str) or ledger.session_ended(get_db(), session_id):
+        return None  # signed out (or a cookie from before sessions had ids)
     return SignedIn(
-        secret["token"], int(user["id"]), user.get("name"), secret["expires_at"], secret["oauth"]
+        secret["token"],
+        int(user["id"]),
+        user.get("name"),
+        secret["expires_at"],
+        secret["oauth"],
+        session_id,
     )
 
 
@@ -113,6 +132,14 @@ def session_token() -> str | None:
 
 
 def sign_out() -> None:
+    """End the session for good: its id is remembered as signed out until it would have
+    expired, and the token's identity cache entries are dropped."""
+    found = signed_in()
+    if found is not None:
+        db = get_db()
+        ledger.end_session(db, found.session_id, datetime.fromtimestamp(found.expires_at, UTC))
+        rt = runtime()
+        rt.forget(db, token_hash(rt.token_key, found.token))
     session.clear()
 
 
