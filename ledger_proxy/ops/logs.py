@@ -134,6 +134,6 @@ def write_access_line(fields: dict[str, Any], duration: float) -> None:
     # without its walk up the stack for the caller's file and line, which no access line
     # prints: that walk was most of the line's cost (issue 12).
     record = access_log.makeRecord(
-        access_log.name, logging.INFO, __file__, 0, _to_json(fields), None, None
+        access_log.name, logging.INFO, __file__, 0, _to_json(fields), (), None
     )
     access_log.handle(record)
