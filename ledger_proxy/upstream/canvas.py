@@ -220,9 +220,7 @@ class CanvasClient:
 
         The response is streamed: the caller reads `response.raw` undecoded and closes it.
         """
-        merged = dict(_merge(headers))
-        if not any(name.lower() == "user-agent" for name in merged):
-            merged["User-Agent"] = SKIP_HEADER  # else urllib3 would add its own
+        merged = _as_sent(headers)
         request = requests.Request(method, self.base_url + "/", headers=merged, data=body)
         prepared = self.session.prepare_request(request)
         # requests and urllib3 would re-quote the URL; Canvas must see the caller's bytes.
@@ -258,9 +256,7 @@ class CanvasClient:
         added, the raw target, the same connect retries and timeouts) and the same failures.
         The answer is streamed: read it undecoded, then `release(answer)`.
         """
-        merged = dict(_merge(headers))
-        if not any(name.lower() == "user-agent" for name in merged):
-            merged["User-Agent"] = SKIP_HEADER  # else urllib3 would add its own
+        merged = _as_sent(headers)
         # Content-Length as requests sets it (prepare_body, prepare_content_length).
         if body:
             merged["Content-Length"] = str(len(body))
@@ -420,6 +416,17 @@ def enrollments_target(
     query = "&".join(f"state%5B%5D={state}" for state in states)
     user = f"&user_id={quote(user_ref, safe=':')}" if user_ref else ""
     return f"/api/v1/{scope}/{quote(ref, safe=':')}/enrollments?{query}{user}&per_page={per_page}"
+
+
+def _as_sent(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers for urllib3, exactly the client's (`send` and `forward` alike)."""
+    merged = dict(_merge(headers))
+    # urllib3 would add its own User-Agent, and "Accept-Encoding: identity", to a request
+    # that has none: Canvas must see what the client sent.
+    for name in ("User-Agent", "Accept-Encoding"):
+        if not any(given.lower() == name.lower() for given in merged):
+            merged[name] = SKIP_HEADER
+    return merged
 
 
 def _merge(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
