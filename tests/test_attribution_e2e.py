@@ -306,3 +306,26 @@ def test_the_dashboard_button_asks_page_views_and_shows_who(world: Any, story: A
     assert f"user {truth['origin']['actor_user_id']}, via ui" in asked.text
     assert "Made by (Canvas page views, ambiguous)" in asked.text
     assert "Canvas requests" in asked.text
+
+
+def test_a_match_on_a_later_page_of_page_views_is_found(
+    sim: Any, world: Any, make_proxy: Any,
+) -> None:
+    proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
+    at(sim, "2027-04-01T08:00:00Z")
+    made = sim.control("POST", "ui/enrollments", {
+        "course_id": world.course["id"], "user_id": world.students[0]["id"],
+        "actor_user_id": world.teacher["id"],
+    })
+    for _ in range(105):  # the teacher browses on: the add is on the second page, newest first
+        sim.api("GET", "users/self", world.teacher["token"])
+    sim.control("DELETE", "requests")
+    row = row_of(attributed(proxy, world.course["id"], world.admin["token"]), made["id"])
+    assert row["actor"]["user_id"] == world.truth(made["id"])["origin"]["actor_user_id"]
+    teacher_reads = [
+        e for e in sim.requests_log()
+        if e["path"] == f"/api/v1/users/{world.teacher['id']}/page_views"
+        and "2027-04-01" in e["query_string"]
+    ]
+    assert len(teacher_reads) == 2  # one window, two pages
+
