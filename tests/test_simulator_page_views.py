@@ -71,3 +71,29 @@ def test_only_an_admin_may_read_page_views(sim: Any, world: Any) -> None:
     assert answer.status_code == 401
     assert answer.json()["status"] == "unauthorized"
     assert views(sim, world.admin["id"], "").status_code == 401
+
+
+def test_an_oauth_tokens_page_views_carry_its_developer_keys_name(sim: Any, world: Any) -> None:
+    from .test_simulator_oauth import authorize, code_from, exchange
+
+    key = sim.control(
+        "POST", "oauth/developer_keys", {"name": "Roster Sync", "redirect_uri": "http://127.0.0.1/"},
+    )
+    sim.control("POST", "oauth/approve_as", {"user_id": world.teacher["id"]})
+    token = exchange(sim, key, code_from(authorize(sim, key))["code"][0]).json()["access_token"]
+    answer = sim.api("GET", "users/self", token)
+    listed = views(sim, world.teacher["id"], world.admin["token"]).json()
+    [view] = [v for v in listed if v["id"] == answer.headers["X-Request-Context-Id"]]
+    assert view["app_name"] == "Roster Sync"
+    assert view["http_method"] == "get"
+
+
+def test_a_bypassing_scripts_page_view_has_its_user_agent(sim: Any, world: Any) -> None:
+    made = sim.control("POST", "api_bypass/enrollments", {
+        "course_id": world.course["id"], "user_id": world.students[0]["id"],
+        "actor_user_id": world.teacher["id"], "user_agent": "bypass-script/1.0",
+    })
+    [view] = views(sim, world.teacher["id"], world.admin["token"]).json()
+    assert view["id"] == made["origin"]["request_context_id"]
+    assert view["user_agent"] == "bypass-script/1.0"
+    assert view["app_name"] is None
