@@ -329,3 +329,51 @@ def test_a_match_on_a_later_page_of_page_views_is_found(
     ]
     assert len(teacher_reads) == 2  # one window, two pages
 
+
+
+def test_canvas_throttling_without_end_gives_up_with_a_message_and_no_verdict_changes(
+    sim: Any, world: Any, make_proxy: Any,
+) -> None:
+    from datetime import timedelta
+
+    from ledger_proxy.core import attribution, ledger, lookup
+    from ledger_proxy.upstream.canvas import CanvasClient
+
+    proxy = make_proxy(sim.url)
+    made = sim.control("POST", "ui/enrollments", {
+        "course_id": world.course["id"], "user_id": world.students[0]["id"],
+        "actor_user_id": world.teacher["id"],
+    })
+    sim.set_faults({"action": "throttle", "path": "page_views", "status": 403})
+    db = ledger.connect(proxy.app.config["DATABASE"])
+    try:
+        result = attribution.attribute(
+            db, CanvasClient(sim.url, 5, 30), world.admin["token"],
+            lookup.Query("courses", str(world.course["id"])),
+            attribution.Options(
+                reader=world.admin["token"], admins=[], allowance=timedelta(seconds=5),
+                concurrency=2, backoff=0.01,
+            ),
+            sis_reader=None, lookup_allowance=timedelta(seconds=120),
+        )
+        assert result["attribution"]["status"] == "unavailable"
+        assert "throttling" in result["attribution"]["message"]
+        assert row_of(result, made["id"])["actor"] is None
+        assert ledger.page_view_attributions(db, [made["id"]]) == {}  # nothing stored
+    finally:
+        db.close()
+
+
+def test_a_canvas_error_on_page_views_leaves_the_verdicts_as_they_were(
+    sim: Any, world: Any, make_proxy: Any,
+) -> None:
+    proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
+    sim.control("POST", "ui/enrollments", {
+        "course_id": world.course["id"], "user_id": world.students[0]["id"],
+        "actor_user_id": world.teacher["id"],
+    })
+    sim.set_faults({"action": "error", "path": "page_views", "status": 500})
+    result = attributed(proxy, world.course["id"], world.admin["token"])
+    assert result["attribution"]["status"] == "unavailable"
+    assert "Canvas answered 500" in result["attribution"]["message"]
+    assert result["enrollments"] == plain(proxy, world.course["id"], world.admin["token"])["enrollments"]

@@ -173,11 +173,19 @@ def _ask(
     fetch = _Fetcher(canvas, options, cost)
     with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
         futures = [pool.submit(fetch.views, user_id, window) for user_id, window in plan]
-        for (user_id, _), future in zip(plan, futures, strict=True):
-            views.setdefault(user_id, []).extend(future.result())
-            done += 1
-            if on_progress:
-                on_progress(done, len(plan))
+        try:
+            for (user_id, _), future in zip(plan, futures, strict=True):
+                views.setdefault(user_id, []).extend(future.result())
+                done += 1
+                if on_progress:
+                    on_progress(done, len(plan))
+        except BaseException:
+            # One read failed for good: the others stop too, rather than each waiting out
+            # its own back-off for an answer that is no longer used.
+            fetch.stopped.set()
+            for future in futures:
+                future.cancel()
+            raise
     ids = {str(v["id"]) for vs in views.values() for v in vs if v.get("id")}
     known = ledger.known_request_ids(db, ids)
     answers: dict[int, dict[str, Any]] = {}
@@ -218,6 +226,7 @@ class _Fetcher:
         self.canvas, self.options, self.cost = canvas, options, cost
         self.pause_until = 0.0
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
 
     def views(self, user_id: int, window: page_views.Window) -> list[dict[str, Any]]:
         target: str | None = (
@@ -234,6 +243,8 @@ class _Fetcher:
         delay = self.options.backoff
         for _attempt in range(MAX_RETRIES + 1):
             self._wait()
+            if self.stopped.is_set():
+                raise PageViewsUnavailable("stopped: another page-views read failed")
             response = self.canvas.send(
                 "GET", target,
                 [("Authorization", f"Bearer {self.options.reader}"), ("User-Agent", USER_AGENT)],
@@ -253,9 +264,12 @@ class _Fetcher:
                     self._pause(LOW_REMAINING_PAUSE)
                 if response.status_code in (401, 403):
                     raise PageViewsUnavailable(_refused(response.status_code))
+                if response.status_code == 404:
+                    return [], None  # a candidate Canvas no longer has: nothing to read
                 if response.status_code != 200:
-                    raise CanvasRefused(
-                        response.status_code, list(response.headers.items()), content
+                    raise PageViewsUnavailable(
+                        f"Canvas answered {response.status_code} to a page-views read; "
+                        "verdicts are unchanged. Try again later."
                     )
                 page = response.json()
                 next_url = response.links.get("next", {}).get("url")
