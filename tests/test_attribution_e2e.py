@@ -50,6 +50,14 @@ def expected_via(truth: dict[str, Any]) -> str:
     return "ui" if origin["channel"] == "ui" else "api"
 
 
+def teacher_adds(sim: Any, course_id: int, user_id: int, actor_user_id: int) -> dict[str, Any]:
+    """Someone adds a user in Canvas's web UI (People, +People), not through the proxy."""
+    made: dict[str, Any] = sim.control("POST", "ui/enrollments", {
+        "course_id": course_id, "user_id": user_id, "actor_user_id": actor_user_id,
+    })
+    return made
+
+
 def at(sim: Any, moment: str) -> None:
     sim.control("POST", "clock", {"now": moment})
 
@@ -180,10 +188,7 @@ def test_a_reader_token_without_the_right_says_so_and_changes_no_verdict(
     sim: Any, world: Any, make_proxy: Any,
 ) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.teacher["token"])
-    sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     result = attributed(proxy, world.course["id"], world.admin["token"])
     assert result["attribution"]["status"] == "unavailable"
     assert "view statistics" in result["attribution"]["message"]
@@ -201,10 +206,7 @@ def test_throttled_reads_back_off_and_still_answer(sim: Any, world: Any, story: 
 
 def test_a_low_rate_limit_remaining_slows_the_reads(sim: Any, world: Any, make_proxy: Any) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"], PAGE_VIEWS_CONCURRENCY=1)
-    sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     sim.settings(rate_limit_remaining=10.0)
     report = attributed(proxy, world.course["id"], world.admin["token"])["attribution"]
     assert report["status"] == "done"
@@ -215,10 +217,7 @@ def test_an_enrollment_made_before_the_ledger_existed_is_attributed(
     sim: Any, world: Any, make_proxy: Any,
 ) -> None:
     at(sim, "2025-01-09T15:02:44Z")
-    made = sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    made = teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     sim.control("POST", "clock", {"now": None})
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
     row = row_of(attributed(proxy, world.course["id"], world.admin["token"]), made["id"])
@@ -276,10 +275,7 @@ def test_nothing_is_read_for_a_course_the_caller_cannot_list(
 ) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
     other = sim.add_course("Chemistry 101")
-    sim.control("POST", "ui/enrollments", {
-        "course_id": other["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.admin["id"],
-    })
+    teacher_adds(sim, other["id"], world.students[0]["id"], world.admin["id"])
     sim.control("DELETE", "requests")
     answer = requests.get(
         f"{proxy.url}/ledger/v1/courses/{other['id']}/enrollments",
@@ -313,10 +309,7 @@ def test_a_match_on_a_later_page_of_page_views_is_found(
 ) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
     at(sim, "2027-04-01T08:00:00Z")
-    made = sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    made = teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     for _ in range(105):  # the teacher browses on: the add is on the second page, newest first
         sim.api("GET", "users/self", world.teacher["token"])
     sim.control("DELETE", "requests")
@@ -340,10 +333,7 @@ def test_canvas_throttling_without_end_gives_up_with_a_message_and_no_verdict_ch
     from ledger_proxy.upstream.canvas import CanvasClient
 
     proxy = make_proxy(sim.url)
-    made = sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    made = teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     sim.set_faults({"action": "throttle", "path": "page_views", "status": 403})
     db = ledger.connect(proxy.app.config["DATABASE"])
     try:
@@ -368,10 +358,7 @@ def test_a_canvas_error_on_page_views_leaves_the_verdicts_as_they_were(
     sim: Any, world: Any, make_proxy: Any,
 ) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
-    sim.control("POST", "ui/enrollments", {
-        "course_id": world.course["id"], "user_id": world.students[0]["id"],
-        "actor_user_id": world.teacher["id"],
-    })
+    teacher_adds(sim, world.course["id"], world.students[0]["id"], world.teacher["id"])
     sim.set_faults({"action": "error", "path": "page_views", "status": 500})
     result = attributed(proxy, world.course["id"], world.admin["token"])
     assert result["attribution"]["status"] == "unavailable"
