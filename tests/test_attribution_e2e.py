@@ -194,6 +194,9 @@ def test_a_reader_token_without_the_right_says_so_and_changes_no_verdict(
     assert "view statistics" in result["attribution"]["message"]
     before = plain(proxy, world.course["id"], world.admin["token"])
     assert result["enrollments"] == before["enrollments"]
+    from ledger_proxy.web import schemas
+
+    schemas.LookupResult().load(result)  # the documented shape, unknown fields refused
 
 
 def test_throttled_reads_back_off_and_still_answer(sim: Any, world: Any, story: Any) -> None:
@@ -259,6 +262,9 @@ def test_attributed_answers_match_the_openapi_document(sim: Any, world: Any, sto
     headers = {"Authorization": f"Bearer {world.admin['token']}"}
     answer = requests.get(url, params={"attribute": "page_views"}, headers=headers, timeout=30)
     check(document, path, 200, answer)
+    from ledger_proxy.web import schemas
+
+    schemas.LookupResult().load(answer.json())  # the marshmallow schema agrees (unknown: RAISE)
     confidences = {(r["actor"] or {}).get("confidence") for r in answer.json()["enrollments"]}
     assert {"probable", "ambiguous"} <= confidences
     section = f"{story['proxy'].url}/ledger/v1/sections/{world.section_a}/enrollments"
@@ -364,3 +370,22 @@ def test_a_canvas_error_on_page_views_leaves_the_verdicts_as_they_were(
     assert result["attribution"]["status"] == "unavailable"
     assert "Canvas answered 500" in result["attribution"]["message"]
     assert result["enrollments"] == plain(proxy, world.course["id"], world.admin["token"])["enrollments"]
+
+
+def test_an_admin_masquerading_is_named_beside_the_user_they_acted_as(
+    sim: Any, world: Any, make_proxy: Any,
+) -> None:
+    proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
+    student = world.students[0]
+    answer = sim.api(
+        "POST", f"courses/{world.course['id']}/enrollments", world.admin["token"],
+        data={"enrollment[user_id]": student["id"], "as_user_id": world.teacher["id"]},
+        headers={"User-Agent": BYPASS_CLIENT},
+    )
+    assert answer.status_code == 200, answer.text
+    truth = world.truth(answer.json()["id"])
+    row = row_of(attributed(proxy, world.course["id"], world.admin["token"]), truth["id"])
+    assert row["actor"]["user_id"] == truth["origin"]["actor_user_id"] == world.teacher["id"]
+    assert row["actor"]["real_user_id"] == truth["origin"]["real_user_id"] == world.admin["id"]
+    assert row["actor"]["via"] == "api"
+    assert row["actor"]["request_id"] == answer.headers["X-Request-Context-Id"]
