@@ -141,3 +141,19 @@ def test_candidates_are_teaching_roles_admins_and_integrations() -> None:
     ]
     assert pv.candidates(roster, [9], [8, 1]) == [1, 2, 3, 8, 9]
     assert pv.for_target([1, 2], target()) == [1, 2, STUDENT]
+
+
+@pytest.mark.parametrize(
+    ("via", "confidence", "sentence"),
+    [
+        pytest.param("ui", "probable", "Canvas page views show Terry (user 11) adding people in "
+                     "the web UI (probable: the only match at that time).", id="ui"),
+        pytest.param("api", "confirmed", "Canvas page views show Terry (user 11) calling the "
+                     "enrollments API (confirmed: the same request).", id="api"),
+        pytest.param("self", "probable", "Canvas page views show Terry (user 11) enrolling "
+                     "themselves (probable: the only match at that time).", id="self"),
+    ],
+)
+def test_the_reason_says_who_how_and_how_sure(via: str, confidence: str, sentence: str) -> None:
+    actor = {"user_id": TEACHER, "name": "Terry", "via": via, "confidence": confidence}
+    assert pv.reason(actor) == sentence

@@ -236,11 +236,18 @@ def reason(actor: Mapping[str, Any]) -> str:
             f"Canvas page views show {count} people making an enrollment in this course at "
             "that time; none is named."
         )
-    who = actor.get("name") or f"user {actor['user_id']}"
-    how = {VIA_UI: "in the web UI", VIA_API: "through the API", VIA_SELF: "themselves"}[
-        actor["via"]
+    who = f"{actor['name']} (user {actor['user_id']})" if actor.get("name") else (
+        f"user {actor['user_id']}"
+    )
+    what = {
+        VIA_UI: "adding people in the web UI",
+        VIA_API: "calling the enrollments API",
+        VIA_SELF: "enrolling themselves",
+    }[actor["via"]]
+    sure = {CONFIRMED: "the same request", PROBABLE: "the only match at that time"}[
+        actor["confidence"]
     ]
-    return f"Canvas page views show {who} enrolling {how} ({actor['confidence']})."
+    return f"Canvas page views show {who} {what} ({actor['confidence']}: {sure})."
 
 
 def _text(value: Any) -> str | None:
