@@ -377,6 +377,7 @@ def test_an_admin_masquerading_is_named_beside_the_user_they_acted_as(
 ) -> None:
     proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
     student = world.students[0]
+    at(sim, "2027-05-01T12:00:00Z")  # apart from the world's own UI add, made by that admin
     answer = sim.api(
         "POST", f"courses/{world.course['id']}/enrollments", world.admin["token"],
         data={"enrollment[user_id]": student["id"], "as_user_id": world.teacher["id"]},
@@ -389,3 +390,15 @@ def test_an_admin_masquerading_is_named_beside_the_user_they_acted_as(
     assert row["actor"]["real_user_id"] == truth["origin"]["real_user_id"] == world.admin["id"]
     assert row["actor"]["via"] == "api"
     assert row["actor"]["request_id"] == answer.headers["X-Request-Context-Id"]
+
+
+def test_an_admin_nobody_configured_is_found_with_the_reader_token(
+    sim: Any, world: Any, make_proxy: Any,
+) -> None:
+    proxy = make_proxy(sim.url, PAGE_VIEWS_TOKEN=world.admin["token"])
+    helpdesk = sim.add_user("Hal Helpdesk", admin=True)
+    at(sim, "2027-05-01T12:00:00Z")  # apart from the world's own UI add, made by an admin
+    made = teacher_adds(sim, world.course["id"], world.students[0]["id"], helpdesk["id"])
+    row = row_of(attributed(proxy, world.course["id"], world.admin["token"]), made["id"])
+    assert row["actor"]["user_id"] == world.truth(made["id"])["origin"]["actor_user_id"]
+    assert row["actor"]["confidence"] == "probable"

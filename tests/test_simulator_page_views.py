@@ -97,3 +97,9 @@ def test_a_bypassing_scripts_page_view_has_its_user_agent(sim: Any, world: Any) 
     assert view["id"] == made["origin"]["request_context_id"]
     assert view["user_agent"] == "bypass-script/1.0"
     assert view["app_name"] is None
+
+
+def test_the_account_admins_are_listed_for_admins_only(sim: Any, world: Any) -> None:
+    listed = sim.api("GET", "accounts/self/admins", world.admin["token"])
+    assert [a["user"]["id"] for a in listed.json()] == [world.admin["id"]]
+    assert sim.api("GET", "accounts/self/admins", world.teacher["token"]).status_code == 403

@@ -83,6 +83,20 @@ def show_account(account_id: str) -> Response:
     return canvas_json(account_json(current, account))
 
 
+@bp.get("/accounts/<account_id>/admins")
+@locked
+def list_admins(account_id: str) -> Response:
+    """The account's admins (`Admin` objects), for admins only; one page is enough here."""
+    admin_account(account_id)
+    state = sim_state()
+    admins = [
+        {"id": user.id, "role": "AccountAdmin", "role_id": 1, "workflow_state": "active",
+         "user": {"id": user.id, "name": user.name, "sortable_name": user.sortable_name}}
+        for user in sorted(state.users.values(), key=lambda u: u.id) if user.admin
+    ]
+    return canvas_json(admins)
+
+
 def admin_account(account_id: str) -> Account:
     """The root account, for root-account admins only (404 first, then 403)."""
     current = viewer()
