@@ -6,7 +6,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from ledger_proxy.simulator import api, api_enrollments, control, errors, oauth, world
+from ledger_proxy.simulator import api, api_enrollments, control, errors, oauth, reports, world
 from ledger_proxy.simulator.state import SimulatorState
 from ledger_proxy.simulator.web import (
     EXTENSION_KEY,
@@ -26,6 +26,7 @@ def create_simulator_app(seed_demo: bool = False) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(reports.bp)
     app.after_request(_after_api_request)
     app.register_error_handler(errors.ApiError, error_response)
     app.register_error_handler(HTTPException, _http_error)

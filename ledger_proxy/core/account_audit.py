@@ -1,0 +1,426 @@
+"""The account audit: Canvas's `provisioning_csv` enrollments, each judged as the lookup judges.
+
+The report (provenance-sources.md §3.2) is read as a stream of lines, a thousand rows at a time
+joined with the ledger, the SIS roster and the SIS jobs the proxy saw (`lookup.Context`), and
+judged by `provenance.classify`, as the course lookup judges a listed row. What the report
+gives differs from a listing, and the verdicts say so:
+
+- `created_by_sis` stands where a listing shows `sis_import_id`: an SIS batch last claimed the
+  row, which is not proof that SIS made it (§2.2); the batch's id is not given, so the SIS
+  import the proxy forwarded cannot be named.
+- There is no `created_at`. It is taken from the ledger when the proxy saw the row (Canvas's
+  own value, recorded then); otherwise `predates_ledger` is null (cannot be told), never a
+  guessed false, and an unsettled create through the proxy for the same user and place makes
+  the row `pending` however old it is.
+- Completed rows come only with `include_deleted` (always asked for here), deleted ones only
+  when an SIS batch touched them: a deleted row made by hand or through the proxy is absent.
+- Callers of the report hold `read_reports`, so the SIS fields are always there: the
+  `unknown` verdict (SIS fields hidden from the caller) does not arise.
+
+No Flask; the ledger is read through `core/ledger.py` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+import sqlite_utils
+
+from ..upstream import reports
+from ..upstream.canvas import CanvasClient
+from . import ledger, lookup, provenance
+from .export import neutralise
+from .provenance import Evidence
+from .sis_roster import BUILT_IN_ROLES
+from .util import parse_time
+from .vocab import MANUAL, VERDICTS
+
+CHUNK = 1000
+MAX_PROBLEMS = 1000  # problems kept to show; all are counted
+
+# §3.2's enrollment columns, in order; the audit needs those in REQUIRED.
+REPORT_COLUMNS = (
+    "canvas_course_id", "course_id", "canvas_user_id", "user_id", "role", "role_id",
+    "canvas_section_id", "section_id", "status", "canvas_associated_user_id",
+    "associated_user_id", "created_by_sis", "base_role_type", "limit_section_privileges",
+    "canvas_enrollment_id",
+)  # fmt: skip
+REQUIRED = (
+    "canvas_enrollment_id", "canvas_course_id", "canvas_user_id", "canvas_section_id",
+    "status", "created_by_sis", "base_role_type",
+)  # fmt: skip
+# The report's status words -> Canvas's workflow_state (`invited` also covers
+# creation_pending, `concluded` is completed).
+STATES = {
+    "active": "active",
+    "invited": "invited",
+    "concluded": "completed",
+    "inactive": "inactive",
+    "deleted": "deleted",
+    "rejected": "rejected",
+}
+NO_CREATED_AT = (
+    "; the report gives no created_at, so whether it predates the ledger cannot be told"
+)
+
+# One line of output per enrollment (CSV; NDJSON carries the same item with `ledger` nested).
+CSV_COLUMNS = (
+    "line", "id", "course_id", "sis_course_id", "course_section_id", "sis_section_id",
+    "user_id", "sis_user_id", "type", "role", "role_id", "report_status", "enrollment_state",
+    "created_by_sis", "created_at", "provenance", "via", "integration", "actor_user_id",
+    "ledger_action", "recorded_at", "predates_ledger", "in_sis_roster", "reason",
+)  # fmt: skip
+
+
+class ReportUnreadable(ValueError):
+    """The file is not a provisioning report's enrollments CSV (its header says so)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class Tally:
+    """What a run has judged so far: counts per verdict and per channel, and bad rows."""
+
+    verdicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    by_via: dict[str, dict[str, int]] = field(default_factory=dict)
+    predates_unknown: int = 0
+    malformed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.verdicts.values())
+
+    def count(self, item: dict[str, Any]) -> None:
+        self.verdicts[item["provenance"]] += 1
+        if item["predates_ledger"] is None:
+            self.predates_unknown += 1
+        if item["via"] is not None:
+            per = self.by_via.setdefault(item["via"], dict.fromkeys(VERDICTS, 0))
+            per[item["provenance"]] += 1
+
+    def problem(self, line: int, message: str) -> None:
+        self.malformed += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(line, message))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **self.verdicts,
+            "total": self.rows,
+            "by_via": self.by_via,
+            "predates_unknown": self.predates_unknown,
+            "malformed": self.malformed,
+        }
+
+    def text(self) -> str:
+        counts = ", ".join(f"{verdict}: {self.verdicts[verdict]}" for verdict in VERDICTS)
+        line = f"{self.rows} enrollments judged ({counts})"
+        for via, per in sorted(self.by_via.items()):
+            line += f"\n  via {via}: " + ", ".join(f"{v}: {n}" for v, n in per.items() if n)
+        if self.malformed:
+            line += f"\n{self.malformed} malformed row(s) skipped"
+        return line
+
+
+# Reading the report
+
+
+def report_rows(lines: Iterable[str], tally: Tally) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, the row as a Canvas listing would show it) for each well-formed row; each bad
+    row is told to `tally` with its line number and skipped. ReportUnreadable when the header
+    lacks a column the audit needs."""
+    reader = csv.reader(lines)
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise ReportUnreadable("the report is empty (no header row)") from None
+    except csv.Error as exc:
+        raise ReportUnreadable(f"the header row cannot be read ({exc})") from None
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise ReportUnreadable(
+            "not a provisioning report's enrollments CSV: no column " + ", ".join(missing)
+        )
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            tally.problem(reader.line_num, f"not CSV ({exc})")
+            continue
+        if not record:
+            continue  # a blank line
+        if len(record) != len(header):
+            tally.problem(
+                reader.line_num, f"{len(record)} fields where the header has {len(header)}"
+            )
+            continue
+        try:
+            yield reader.line_num, _listing_row(dict(zip(header, record, strict=True)))
+        except ValueError as exc:
+            tally.problem(reader.line_num, str(exc))
+
+
+def _listing_row(cells: dict[str, str]) -> dict[str, Any]:
+    status = cells["status"].strip()
+    if status not in STATES:
+        raise ValueError(f"status {status!r} is not one of the report's words")
+    created_by_sis = cells["created_by_sis"].strip().lower()
+    if created_by_sis not in ("true", "false"):
+        raise ValueError(f"created_by_sis {cells['created_by_sis']!r} is neither true nor false")
+    role = cells.get("role", "").strip()
+    type_ = cells["base_role_type"].strip()
+    return {
+        "id": _id(cells, "canvas_enrollment_id"),
+        "user_id": _id(cells, "canvas_user_id"),
+        "course_id": _id(cells, "canvas_course_id"),
+        "course_section_id": _id(cells, "canvas_section_id"),
+        "type": type_,
+        # A listing names a built-in role by its type; the report by its SIS word.
+        "role": BUILT_IN_ROLES.get(role, role) if role else type_,
+        "role_id": _id(cells, "role_id", required=False),
+        "enrollment_state": STATES[status],
+        "report_status": status,
+        "created_by_sis": created_by_sis == "true",
+        "created_at": None,
+        "sis_user_id": cells.get("user_id") or None,
+        "sis_course_id": cells.get("course_id") or None,
+        "sis_section_id": cells.get("section_id") or None,
+    }
+
+
+def _id(cells: dict[str, str], column: str, *, required: bool = True) -> int | None:
+    text = (cells.get(column) or "").strip()
+    if not text and not required:
+        return None
+    if not text.isdigit() or len(text) > 19:
+        raise ValueError(f"{column} {text!r} is not a Canvas id")
+    return int(text)
+
+
+# Judging
+
+
+def judged(
+    db: sqlite_utils.Database,
+    lines: Iterable[str],
+    tally: Tally,
+    *,
+    allowance: timedelta,
+    provenance_filter: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Each well-formed row of the report with its verdict (those `provenance_filter`
+    keeps); every verdict, kept or not, is counted in `tally`."""
+    roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
+    recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
+    chunk: list[tuple[int, dict[str, Any]]] = []
+    for numbered in report_rows(lines, tally):
+        chunk.append(numbered)
+        if len(chunk) == CHUNK:
+            yield from _judge_chunk(db, chunk, tally, allowance, recording_since, roster_loaded,
+                                    provenance_filter)  # fmt: skip
+            chunk = []
+    yield from _judge_chunk(db, chunk, tally, allowance, recording_since, roster_loaded,
+                            provenance_filter)  # fmt: skip
+
+
+def _judge_chunk(
+    db: sqlite_utils.Database,
+    chunk: list[tuple[int, dict[str, Any]]],
+    tally: Tally,
+    allowance: timedelta,
+    recording_since: datetime | None,
+    roster_loaded: bool,
+    provenance_filter: str | None,
+) -> Iterator[dict[str, Any]]:
+    if not chunk:
+        return
+    rows = [row for _, row in chunk]
+    context = lookup.Context.load(db, rows, roster_loaded, recording_since)
+    for line, row in chunk:
+        item = judge(context, row, allowance)
+        item["line"] = line
+        tally.count(item)
+        if provenance_filter is None or item["provenance"] == provenance_filter:
+            yield item
+
+
+def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
+    """One report row, judged by the lookup's rules on the evidence the report gives."""
+    record = context.records.get(row["id"])
+    if record is not None and record.get("canvas_created_at"):
+        row["created_at"] = record["canvas_created_at"]  # Canvas's, as the proxy recorded it
+    sis_user_id, sis_course_id, sis_section_id = provenance.canvas_sis_ids(row)
+    in_roster = (
+        context.roster.matches(row, sis_user_id, sis_course_id, sis_section_id)
+        if context.roster is not None
+        else None
+    )
+    created_at = parse_time(row["created_at"])
+    evidence = Evidence(
+        ledger=lookup.ledger_record(record),
+        sis_visible=True,  # the report always has created_by_sis
+        sis_import_id=None,  # not in the report: created_by_sis stands for it
+        in_sis_roster=in_roster,
+        created_at=created_at,
+        recording_since=context.recording_since,
+        allowance=allowance,
+        pending_request_id=context._pending(row, sis_user_id, sis_course_id, sis_section_id),
+        created_by_sis=row["created_by_sis"],
+    )
+    verdict = provenance.classify(evidence)
+    reason = verdict.reason
+    if created_at is None and verdict.provenance == MANUAL:
+        reason += NO_CREATED_AT
+    return {
+        **row,
+        "provenance": verdict.provenance,
+        "reason": reason,
+        "predates_ledger": verdict.predates_ledger if created_at is not None else None,
+        "ledger": lookup.ledger_json(record),
+        "in_sis_roster": in_roster,
+        "sis_visible": True,
+        "via": via(record),
+    }
+
+
+def via(record: dict[str, Any] | None) -> str | None:
+    """The channel that made the row, where the ledger knows it (Live Events' actor, §1.7).
+
+    The hook for the Live Events actor evidence: the ledger has no such column yet, so this is
+    None until it does (then `Tally.by_via` fills itself).
+    """
+    if record is None:
+        return None
+    value = record.get("origin_via")
+    return str(value) if value else None
+
+
+# Writing
+
+
+def csv_line(item: dict[str, Any]) -> list[Any]:
+    ledger_part = item.get("ledger") or {}
+    values = {
+        **item,
+        "integration": ledger_part.get("integration"),
+        "actor_user_id": ledger_part.get("actor_user_id"),
+        "ledger_action": ledger_part.get("action"),
+        "recorded_at": ledger_part.get("recorded_at"),
+    }
+    return [_cell(values.get(column)) for column in CSV_COLUMNS]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str):
+        return neutralise(value)  # a role or SIS id such as =HYPERLINK(...) stays text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def write(items: Iterable[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """The judged rows as CSV (spreadsheet-safe) or NDJSON."""
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for item in items:
+            writer.writerow(csv_line(item))
+    else:
+        for item in items:
+            out.write(json.dumps(item, separators=(",", ":")) + "\n")
+
+
+def counting(lines: Iterable[str], tick: Callable[[int], None]) -> Iterator[str]:
+    """`lines`, telling `tick` the characters read every few thousand lines (progress)."""
+    read = 0
+    for number, line in enumerate(lines, start=1):
+        read += len(line)
+        if number % 5000 == 0:
+            tick(read)
+            read = 0
+        yield line
+    tick(read)
+
+
+# The whole run
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to audit and how to write it."""
+
+    account_id: str
+    term: str | None = None
+    provenance_filter: str | None = None
+    fmt: str = "csv"
+    timeout: float = 3600.0  # seconds Canvas may take to build the report
+    from_report: str | None = None  # a report file already downloaded: Canvas is not asked
+
+
+@dataclass
+class Watchers:
+    """Progress of each phase: Canvas's report status while it runs, then characters read."""
+
+    on_status: Callable[[dict[str, Any]], None] = lambda report: None
+    on_download: Callable[[dict[str, Any]], None] = lambda report: None
+    on_read: Callable[[int], None] = lambda characters: None
+
+
+def run(
+    db: sqlite_utils.Database,
+    canvas: CanvasClient,
+    token: str,
+    request: Request,
+    out: TextIO,
+    *,
+    allowance: timedelta,
+    watchers: Watchers | None = None,
+) -> Tally:
+    """Start the report with the caller's token, wait for it, stream its file through the
+    judge into `out`; or read `request.from_report`. Raises ReportFailed, ReportUnreadable,
+    CanvasRefused and the Canvas failures."""
+    tally = Tally()
+    watchers = watchers or Watchers()
+    with _report_lines(canvas, token, request, watchers) as lines:
+        items = judged(
+            db, counting(lines, watchers.on_read), tally, allowance=allowance,
+            provenance_filter=request.provenance_filter,
+        )  # fmt: skip
+        write(items, request.fmt, out)
+    return tally
+
+
+@contextlib.contextmanager
+def _report_lines(
+    canvas: CanvasClient, token: str, request: Request, watchers: Watchers
+) -> Iterator[Iterable[str]]:
+    if request.from_report:
+        with open(request.from_report, encoding="utf-8-sig", newline="") as file:
+            yield file
+        return
+    started = reports.start(canvas, token, request.account_id, term=request.term)
+    run_ = reports.Run(request.account_id, int(started["id"]))
+    watchers.on_status(started)
+    report = reports.wait(
+        canvas, token, run_, timeout=request.timeout, on_status=watchers.on_status
+    )
+    watchers.on_download(report)
+    with reports.lines(canvas, token, reports.download_url(report)) as text:
+        yield text
