@@ -52,10 +52,11 @@ def create_app(
     app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)
 
-    from .web import dashboard, export, lookup, proxy
+    from .web import audits, dashboard, export, lookup, proxy
 
     app.register_blueprint(proxy.bp)
     app.register_blueprint(export.bp)
+    app.register_blueprint(audits.bp)
     app.register_blueprint(lookup.bp)
 
     from .ops import instrument

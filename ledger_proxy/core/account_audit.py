@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -381,6 +382,7 @@ class Watchers:
     on_status: Callable[[dict[str, Any]], None] = lambda report: None
     on_download: Callable[[dict[str, Any]], None] = lambda report: None
     on_read: Callable[[int], None] = lambda characters: None
+    sleep: Callable[[float], None] = time.sleep  # between polls
 
 
 def run(
@@ -419,8 +421,9 @@ def _report_lines(
     run_ = reports.Run(request.account_id, int(started["id"]))
     watchers.on_status(started)
     report = reports.wait(
-        canvas, token, run_, timeout=request.timeout, on_status=watchers.on_status
-    )
+        canvas, token, run_, timeout=request.timeout, on_status=watchers.on_status,
+        sleep=watchers.sleep,
+    )  # fmt: skip
     watchers.on_download(report)
     with reports.lines(canvas, token, reports.download_url(report)) as text:
         yield text

@@ -735,3 +735,68 @@ def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> 
 def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
     rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
     return bool(rows.fetchall())
+
+
+# Account audits run as jobs (core/audit_jobs.py)
+
+AUDIT_FIELDS = (
+    "state", "phase", "report_id", "report_progress", "characters_read", "summary",
+    "problems", "error", "result",
+)  # fmt: skip
+
+
+def create_audit(db: sqlite_utils.Database, audit: Mapping[str, Any]) -> None:
+    now = iso(utcnow())
+    with write_transaction(db):
+        db.execute(
+            "INSERT INTO account_audits (id, account_id, term, provenance, requested_by, "
+            "created_at, updated_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [audit["id"], audit["account_id"], audit.get("term"), audit.get("provenance"),
+             audit.get("requested_by"), now, now, audit["state"]],
+        )  # fmt: skip
+
+
+def update_audit(
+    db: sqlite_utils.Database, audit_id: str, only_if: Iterable[str] = (), **values: Any
+) -> bool:
+    """Set `values` (and the heartbeat, updated_at) on a job, if its state is one of `only_if`
+    (any, when empty); True if it was updated."""
+    names = [name for name in values if name in AUDIT_FIELDS]
+    assert len(names) == len(values), f"not an audit field: {sorted(set(values) - set(names))}"
+    sets = ", ".join([*(f"{name} = ?" for name in names), "updated_at = ?"])
+    where, states = "id = ?", list(only_if)
+    if states:
+        where += f" AND state IN ({', '.join('?' * len(states))})"
+    with write_transaction(db):
+        cursor = db.execute(
+            f"UPDATE account_audits SET {sets} WHERE {where}",
+            [*(values[name] for name in names), iso(utcnow()), audit_id, *states],
+        )
+    return bool(cursor.rowcount)
+
+
+def interrupt_stale_audit(
+    db: sqlite_utils.Database, audit_id: str, unfinished: Iterable[str], before: datetime,
+    error: str,
+) -> None:  # fmt: skip
+    """Mark the job interrupted if it is unfinished and its heartbeat is older than `before`."""
+    states = list(unfinished)
+    with write_transaction(db):
+        db.execute(
+            "UPDATE account_audits SET state = 'interrupted', error = ? WHERE id = ? AND "
+            f"state IN ({', '.join('?' * len(states))}) AND updated_at < ?",
+            [error, audit_id, *states, iso(before)],
+        )
+
+
+def audit(db: sqlite_utils.Database, audit_id: str) -> dict[str, Any] | None:
+    for row in db.query("SELECT * FROM account_audits WHERE id = ?", [audit_id]):
+        return dict(row)
+    return None
+
+
+def latest_audits(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, Any]]:
+    return list(
+        db.query("SELECT * FROM account_audits ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                 [limit])
+    )  # fmt: skip
