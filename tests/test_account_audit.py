@@ -236,3 +236,54 @@ def test_the_simulated_report_has_the_exact_columns_and_filters(world, sim, acco
     assert [r["id"] for r in listed] == sorted((r["id"] for r in listed), reverse=True)
     assert sim.api("POST", "accounts/1/reports/provisioning_csv", world.teacher["token"]).status_code == 403
     assert sim.api("POST", "accounts/1/reports/no_such_report", token).status_code == 404
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_sees_progress_through_every_phase():
+    from ledger_proxy.audit_output import AccountProgress
+
+    terminal = Terminal()
+    progress = AccountProgress(terminal, None)
+    watchers = progress.watchers()
+    for percent in (0, 50, 100):
+        watchers.on_status({"id": 7, "status": "running", "progress": percent})
+    watchers.on_download({"id": 7, "attachment": {"size": 1000}})
+    watchers.on_read(400)
+    watchers.on_read(600)
+    progress.done()
+    shown = terminal.getvalue()
+    assert "Canvas builds report 7" in shown
+    assert "downloading and judging  [####################################]  100%" in shown
+    quiet = io.StringIO()  # not a terminal: nothing
+    AccountProgress(quiet, None).watchers().on_status({"id": 7, "progress": 50})
+    assert quiet.getvalue() == ""
+
+
+def test_the_benchmarks_report_and_ledger_are_what_the_audit_reads(tmp_path):
+    """bench/account_audit_bench.py builds a valid report and ledger (behaviour only, no timing)."""
+    import importlib.util
+    from datetime import timedelta
+    from pathlib import Path
+
+    from ledger_proxy.core import ledger
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "account_audit_bench.py"
+    spec = importlib.util.spec_from_file_location("account_audit_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.write_report(tmp_path / "r.csv", 1000, 50)
+    assert bench.build_ledger(tmp_path / "l.sqlite3", 1000, 50) == 200
+    db = ledger.connect(str(tmp_path / "l.sqlite3"))
+    tally = account_audit.Tally()
+    with open(tmp_path / "r.csv", newline="") as lines:
+        rows = list(account_audit.judged(db, lines, tally, allowance=timedelta(seconds=5)))
+    db.close()
+    assert len(rows) == 1000 and tally.malformed == 0
+    assert tally.verdicts["integration"] > 0 and tally.verdicts["sis"] > 0 and tally.verdicts["manual"] > 0
+    assert any(row["in_sis_roster"] for row in rows)
+    pages, table = bench.walk_estimate(500_000, 5_000)
+    assert pages == 5_050 and table[1] == (0.5, (5_050 * 0.5 - 600) / 10, 5_050 * 0.3)

@@ -36,7 +36,7 @@ import sqlite_utils
 from ..upstream import reports
 from ..upstream.canvas import CanvasClient
 from . import ledger, lookup, provenance
-from .export import neutralise
+from .export import FORMULA_STARTS, neutralise
 from .provenance import Evidence
 from .sis_roster import BUILT_IN_ROLES
 from .util import parse_time
@@ -207,10 +207,16 @@ def _listing_row(cells: dict[str, str]) -> dict[str, Any]:
 
 
 def _id(cells: dict[str, str], column: str, *, required: bool = True) -> int | None:
-    text = (cells.get(column) or "").strip()
+    text = cells.get(column) or ""
+    if text.isdigit() and len(text) <= 19:  # isdigit alone would take "²"
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    text = text.strip()
     if not text and not required:
         return None
-    if not text.isdigit() or len(text) > 19:
+    if not text.isdigit() or len(text) > 19 or not text.isascii():
         raise ValueError(f"{column} {text!r} is not a Canvas id")
     return int(text)
 
@@ -316,24 +322,32 @@ def via(record: dict[str, Any] | None) -> str | None:
 # Writing
 
 
+_NO_LEDGER: dict[str, Any] = {}
+# neutralise() is called only for text that needs it: the check is per cell, on every row.
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
+_ITEM_COLUMNS = tuple(
+    column
+    for column in CSV_COLUMNS
+    if column not in ("integration", "actor_user_id", "ledger_action", "recorded_at")
+)
+_LEDGER_COLUMNS = (("integration", "integration"), ("actor_user_id", "actor_user_id"),
+                   ("ledger_action", "action"), ("recorded_at", "recorded_at"))  # fmt: skip
+
+
 def csv_line(item: dict[str, Any]) -> list[Any]:
-    ledger_part = item.get("ledger") or {}
-    values = {
-        **item,
-        "integration": ledger_part.get("integration"),
-        "actor_user_id": ledger_part.get("actor_user_id"),
-        "ledger_action": ledger_part.get("action"),
-        "recorded_at": ledger_part.get("recorded_at"),
-    }
-    return [_cell(values.get(column)) for column in CSV_COLUMNS]
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str):
-        return neutralise(value)  # a role or SIS id such as =HYPERLINK(...) stays text
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value
+    """One item as CSV cells in CSV_COLUMNS' order: text neutralised (a role or SIS id such
+    as =HYPERLINK(...) stays text in a spreadsheet), booleans as words, null as empty."""
+    ledger_part = item.get("ledger") or _NO_LEDGER
+    values = {column: item.get(column) for column in _ITEM_COLUMNS}
+    for column, key in _LEDGER_COLUMNS:
+        values[column] = ledger_part.get(key)
+    return [
+        (neutralise(value) if value[:1] in _FORMULA_FIRST else value)
+        if type(value) is str
+        else ("" if value is None else "true" if value is True else "false" if value is False
+              else value)
+        for value in (values[column] for column in CSV_COLUMNS)
+    ]  # fmt: skip
 
 
 def write(items: Iterable[dict[str, Any]], fmt: str, out: TextIO) -> None:
