@@ -32,9 +32,11 @@ def create_app(
     from werkzeug.wrappers import Response
 
     from . import config
+    from .core.live_store import GroupCommit
     from .errors import ProxyError, error_response
     from .runtime import Runtime, close_db
     from .upstream.canvas import CanvasClient
+    from .upstream.jwks import LiveEventsVerifier
 
     settings, instance_path = config.load(test_config, instance_path, require_canvas=require_canvas)
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
@@ -48,16 +50,23 @@ def create_app(
         identity_ttl=app.config["IDENTITY_CACHE_SECONDS"],
         registry=config.integration_registry(app.config, app.instance_path),
         admin_ttl=app.config["ADMIN_CONFIRM_SECONDS"],
+        live_events=(
+            LiveEventsVerifier(app.config["LIVE_EVENTS_JWKS"])
+            if app.config["LIVE_EVENTS_JWKS"]
+            else None
+        ),
+        live_events_store=GroupCommit(app.config["DATABASE"]),
     )
     app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)
 
-    from .web import audits, dashboard, export, lookup, proxy
+    from .web import audits, dashboard, export, live_events, lookup, proxy
 
     app.register_blueprint(proxy.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(audits.bp)
     app.register_blueprint(lookup.bp)
+    app.register_blueprint(live_events.bp)  # POST /ledger/v1/live-events
 
     from .ops import instrument
     from .web import health, openapi

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import click
 
+from .core.account_audit import ACTOR_COLUMNS
 from .core.export import neutralise
 from .core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN
 from .upstream.canvas import CanvasRefused
@@ -34,6 +35,14 @@ CSV_COLUMNS = (
     "predates_ledger",
     "in_sis_roster",
     "reason",
+    # Who made it, from Canvas Live Events (the `actor` object; empty without one).
+    "made_by_user_id",
+    "made_by_name",
+    "made_by_real_user_id",
+    "made_via",
+    "made_with_developer_key_id",
+    "made_in_canvas_request_id",
+    "made_at",
 )
 COLOURS = {
     INTEGRATION: "green",
@@ -137,6 +146,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     flat = []
     for item in result["enrollments"]:
         ledger = item.get("ledger") or {}
+        actor = item.get("actor") or {}
         flat.append(
             {
                 **{column: item.get(column) for column in CSV_COLUMNS},
@@ -145,6 +155,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "actor_user_id": ledger.get("actor_user_id"),
                 "ledger_action": ledger.get("action"),
                 "recorded_at": ledger.get("recorded_at"),
+                **{column: actor.get(key) for column, key in ACTOR_COLUMNS.items()},
             }
         )
     return flat
@@ -170,7 +181,7 @@ def write(result: dict[str, Any], output_format: str, out: TextIO, *, colour: bo
 
 
 def _table(result: dict[str, Any], out: TextIO, colour: bool) -> None:
-    header = ("id", "user", "type", "state", "provenance", "reason")
+    header = ("id", "user", "type", "state", "provenance", "via", "reason")
     lines = [
         (
             str(row["id"]),
@@ -178,6 +189,7 @@ def _table(result: dict[str, Any], out: TextIO, colour: bool) -> None:
             str(row["type"]),
             str(row["enrollment_state"]),
             str(row["provenance"]),
+            str(row["made_via"] or "-"),
             str(row["reason"]),
         )
         for row in rows(result)
@@ -189,8 +201,19 @@ def _table(result: dict[str, Any], out: TextIO, colour: bool) -> None:
             cells[4] = click.style(cells[4], fg=COLOURS.get(line[4]), bold=True)
         out.write("  ".join([*cells, line[-1]]).rstrip() + "\n")
     summary = result["summary"]
+    out.write("\n")
+    manual_via = summary.get("manual_via") or {}
+    if any(count for via, count in manual_via.items() if via != "none"):
+        out.write(
+            "manual by how (Live Events): "
+            + ", ".join(f"{via}: {count}" for via, count in manual_via.items())
+            + "\n"
+        )
     out.write(
-        "\n"
-        + ", ".join(f"{name}: {count}" for name, count in summary.items() if name != "total")
+        ", ".join(
+            f"{name}: {count}"
+            for name, count in summary.items()
+            if name not in ("total", "manual_via")
+        )
         + f" (total {summary['total']})\n"
     )

@@ -48,6 +48,19 @@ def _optional_path(value: Any) -> str | None:
     return value
 
 
+def _jwks_source(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an http(s) URL or a file path")
+    value = value.strip()
+    if "://" in value and not value.startswith(("http://", "https://", "file://")):
+        raise ValueError("must be an http(s) URL or a file path")
+    if value.startswith(("http://", "https://")) and not urlsplit(value).hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
 def _int_list(value: Any) -> list[int]:
     if value is None or value == "":
         return []
@@ -205,6 +218,21 @@ SETTINGS: tuple[Setting, ...] = (
         "its intent (bytes); larger ones get 413.",
     ),
     Setting(
+        "RECEIVE_TIMEOUT",
+        20.0,
+        _positive_number,
+        "Under gunicorn: seconds a client has to send a request's line, headers and body, "
+        "plus one second per LEDGER_PROXY_RECEIVE_MIN_RATE bytes it sent; a client slower "
+        "than that gets 408 and its connection is closed, however steadily it trickles.",
+    ),
+    Setting(
+        "RECEIVE_MIN_RATE",
+        1000,
+        _byte_size,
+        "Under gunicorn: bytes per second that extend a request's LEDGER_PROXY_RECEIVE_TIMEOUT "
+        "(the lowest average speed a long upload may have).",
+    ),
+    Setting(
         "CLOCK_SKEW_SECONDS",
         2,
         _non_negative_int,
@@ -266,6 +294,15 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_int,
         "Requests younger than this are left alone by reconciliation: Canvas may still be "
         "working on them.",
+    ),
+    Setting(
+        "LIVE_EVENTS_JWKS",
+        None,
+        _jwks_source,
+        "Where the public keys that sign Canvas Live Events come from: Instructure's published "
+        "JWKS URL, or a file holding a copy. Set, POST /ledger/v1/live-events receives a Canvas "
+        "Data Services HTTPS subscription (docs/live-events.md); unset, it answers 404 and "
+        "`ledger-proxy events ingest` still reads unsigned events.",
     ),
     Setting(
         "TRUSTED_PROXIES",

@@ -65,6 +65,8 @@ class Demo:
                 # Tokens configured for a real Canvas are never sent to the simulator.
                 "RECONCILE_TOKEN": None,
                 "SIS_READER_TOKEN": None,
+                # Canvas Live Events: the simulator signs them, the proxy checks its JWKS.
+                "LIVE_EVENTS_JWKS": self.sim.live_events_jwks_url,
             }
             self.temporary_ledger = not os.environ.get("LEDGER_PROXY_DATABASE")
             if self.temporary_ledger:
@@ -74,6 +76,9 @@ class Demo:
             except ConfigError as exc:
                 raise DemoError(str(exc)) from None
             self.proxy = self._serve(self.app, host, port, "the proxy")
+            # The simulator posts every enrollment's Live Event to the proxy's receiver, as a
+            # Canvas Data Services HTTPS subscription would (docs/live-events.md).
+            self.sim.live_events(url=f"{self.proxy.url}/ledger/v1/live-events")
         except BaseException:
             self.stop()
             raise
@@ -94,6 +99,8 @@ class Demo:
         return str(self.app.config["DATABASE"])
 
     def stop(self) -> None:
+        if getattr(self, "sim", None) is not None and self._servers:
+            self.sim.state.live_events.configure(None)  # nothing more to post anywhere
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -161,6 +168,7 @@ class Demo:
         self.story.lines.append(
             "a script added Katherine Johnson by calling Canvas directly, bypassing the proxy"
         )
+        sim.flush_live_events()  # Canvas's Live Events about all of it have reached the proxy
 
     def _through_the_proxy(self) -> None:
         from canvasapi import Canvas

@@ -185,19 +185,32 @@ def simulator_process() -> contextlib.AbstractContextManager[Service]:
 
 
 def gunicorn_process(
-    settings: Mapping[str, str], *, workers: int = 2, threads: int = 4, app: str = "wsgi:app"
+    settings: Mapping[str, str],
+    *,
+    workers: int | None = 2,
+    threads: int | None = 4,
+    app: str = "wsgi:app",
 ) -> contextlib.AbstractContextManager[Service]:
     """`gunicorn wsgi:app` (or another `app`) on a free loopback port with LEDGER_PROXY_*
-    `settings`, answering (its workers have booted) by the time it is yielded."""
-    argv = [
-        str(BIN / "gunicorn"),
-        "--bind", "127.0.0.1:0",
-        "--workers", str(workers),
-        "--threads", str(threads),
-        "--worker-class", "gthread",
-        "--timeout", "120",
-        "--graceful-timeout", "5",
-        app,
-    ]  # fmt: skip
+    `settings` and the project's gunicorn settings (gunicorn.conf.py; `None` keeps its workers
+    or threads), answering (its workers have booted) by the time it is yielded."""
+    argv = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "--graceful-timeout", "5"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    argv.append(app)
     env = clean_environment(settings)
+    return running_process(argv, env, GUNICORN_LISTENING, "stderr", "/healthz")
+
+
+def plain_gunicorn_process(
+    settings: Mapping[str, str], gunicorn_args: str = ""
+) -> contextlib.AbstractContextManager[Service]:
+    """Exactly `gunicorn wsgi:app` in the project folder, as the README says to run it; the
+    free loopback port (and any `gunicorn_args`) through GUNICORN_CMD_ARGS."""
+    env = clean_environment(
+        {**settings, "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:0 {gunicorn_args}".strip()}
+    )
+    argv = [str(BIN / "gunicorn"), "wsgi:app"]
     return running_process(argv, env, GUNICORN_LISTENING, "stderr", "/healthz")

@@ -14,7 +14,9 @@ import sqlite_utils
 from flask import current_app, g
 
 from .core import ledger
+from .core.live_store import GroupCommit
 from .upstream.canvas import CanvasClient
+from .upstream.jwks import LiveEventsVerifier
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Runtime:
     registry: Any = None  # core.integrations.Registry: who may act under which label
     # Admin access asks Canvas again after this many seconds (never from the `actors` table).
     admin_ttl: float = 5.0
+    # Verifies Live Events JWTs (LEDGER_PROXY_LIVE_EVENTS_JWKS); None when not configured.
+    live_events: LiveEventsVerifier | None = None
     _actors: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _confirmed: dict[str, tuple[ledger.Actor, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -33,6 +37,9 @@ class Runtime:
     # Called between Canvas's answer to an enrollment-changing request and the outcome's write:
     # None in production; the fault tests set it (tests/crash_wsgi.py kills the worker there).
     after_canvas: Callable[[], None] | None = None
+    # Where the Live Events receiver stores events: one handle per process, kept open, and
+    # group commit across its threads (core/live_store.GroupCommit; docs/benchmarks.md).
+    live_events_store: GroupCommit | None = None
 
     def stop_background(self) -> None:
         for worker in self.background:

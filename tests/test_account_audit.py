@@ -287,3 +287,32 @@ def test_the_benchmarks_report_and_ledger_are_what_the_audit_reads(tmp_path):
     assert any(row["in_sis_roster"] for row in rows)
     pages, table = bench.walk_estimate(500_000, 5_000)
     assert pages == 5_050 and table[1] == (0.5, (5_050 * 0.5 - 600) / 10, 5_050 * 0.3)
+
+
+def test_with_live_events_each_row_names_its_actor_as_the_lookup_does(world, sim, make_proxy, monkeypatch):
+    """Issue 15 with issue 13 landed: the actor evidence, and the summary per `via`."""
+    proxy = make_proxy(sim.url, LIVE_EVENTS_JWKS=sim.live_events_jwks_url)
+    sim.live_events(url=f"{proxy.url}/ledger/v1/live-events")
+    try:
+        account = Account(world, sim, proxy)
+        sim.flush_live_events()
+    finally:
+        sim.live_events(enabled=False)
+    monkeypatch.setenv("LEDGER_PROXY_CANVAS_URL", sim.url)
+    monkeypatch.setenv("LEDGER_PROXY_DATABASE", proxy.app.config["DATABASE"])
+    monkeypatch.setenv("LEDGER_PROXY_TOKEN_HASH_KEY", "test-token-hash-key")
+    result = audit_account("1", "--format", "ndjson", token=world.admin["token"])
+    assert result.exit_code == 0, result.output
+    audited = {row["id"]: row for row in ndjson(result.stdout)}
+    for course_id in account.courses:
+        listing = lookup(proxy, f"courses/{course_id}/enrollments", world.admin["token"], include_deleted="true").json()
+        for expected in listing["enrollments"]:
+            row = audited.get(expected["id"])
+            if row is None:
+                continue
+            assert row["provenance"] == expected["provenance"], (row, expected)
+            assert row["via"] == (expected["actor"] or {}).get("via")
+            assert {k: v for k, v in (row["actor"] or {}).items() if k != "name"} == {k: v for k, v in (expected["actor"] or {}).items() if k != "name"}
+    vias = {row["via"] for row in audited.values()}
+    assert {"ui", "api", "sis"} <= vias
+    assert "\n  via api: integration: " in result.stderr  # the closing summary per via

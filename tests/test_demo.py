@@ -31,6 +31,12 @@ def test_the_demo_prints_the_course_and_the_urls_to_try(tmp_path):
     verdicts = {name: verdict for _id, name, _type, _state, verdict in ROW.findall(output)}
     assert verdicts == EXPECTED
     assert "integration: 2, sis: 3, manual: 3, pending: 0, unknown: 0, ambiguous: 0 (total 8)" in output
+    # Canvas's Live Events name who made the manual rows (issue 13).
+    reasons = {name: line for line in output.splitlines() for name in EXPECTED if f"  {name}  " in line}
+    assert "added in the web UI by Terry Teacher (user 2) on " in reasons["Grace Hopper"]
+    assert re.search(r"added through the API by user 1 with developer key \d+ on \S+, bypassing the proxy", reasons["Katherine Johnson"])
+    assert "confirmed by Canvas: request " in reasons["Ada Lovelace"]
+    assert "manual by how (Live Events): ui: 1, api: 1, sis: 0, self: 0, canvas: 0, none: 1" in output
     assert "\x1b[" not in output  # no colour when stdout is not a terminal
     proxy = re.search(r"ledger-proxy\s+(http://127\.0\.0\.1:\d+)", output).group(1)
     for url in (f"{proxy}/ledger/", f"{proxy}/ledger/v1/courses/1/enrollments", f"{proxy}/i/roster-sync", f"{proxy}/metrics"):
@@ -63,6 +69,15 @@ def test_the_demo_verdicts_agree_with_the_simulators_ground_truth():
         else:
             expected[row["id"]] = "manual"
     assert {row["id"]: row["provenance"] for row in result["enrollments"]} == expected
+    # Each actor the lookup names is the simulator's own record of who acted (issue 13).
+    origins = {row["id"]: row["origin"] for row in truth}
+    for row in result["enrollments"]:
+        if row["actor"] is not None:
+            assert row["actor"]["user_id"] == origins[row["id"]]["actor_user_id"]
+            assert row["actor"]["request_id"] == origins[row["id"]]["request_context_id"]
+    named = {row["user"]["name"]: row["actor"] for row in result["enrollments"]}
+    assert (named["Grace Hopper"]["name"], named["Grace Hopper"]["via"]) == ("Terry Teacher", "ui")
+    assert (named["Katherine Johnson"]["user_id"], named["Katherine Johnson"]["via"]) == (demo.ADMIN_ID, "api")
     assert sorted(expected.values()) == sorted(EXPECTED.values())
 
 

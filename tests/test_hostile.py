@@ -38,6 +38,8 @@ def proxy_port(request, hosts, tmp_path_factory):
         with BackgroundServer(create_app(settings, instance_path=str(tmp / "i"))) as server:
             yield server.port
     else:
+        # Module-scoped: set up before conftest's per-test instance folder; give it its own.
+        settings["INSTANCE_PATH"] = str(tmp / "i")
         with gunicorn({f"LEDGER_PROXY_{k}": str(v) for k, v in settings.items()}, workers=1, threads=4) as base:
             yield int(base.rsplit(":", 1)[1])
 

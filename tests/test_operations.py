@@ -246,6 +246,7 @@ def test_metrics_add_up_every_gunicorn_worker(world, sim, tmp_path, command):
     (metrics_dir / "counter_1.db").write_bytes(b"stale")  # a previous run's: emptied at start
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_PROXY_")}
     env.update(
+        LEDGER_PROXY_INSTANCE_PATH=str(tmp_path / "instance"),  # keys and control socket
         LEDGER_PROXY_CANVAS_URL=sim.url,
         LEDGER_PROXY_DATABASE=str(tmp_path / "ledger.sqlite3"),
         LEDGER_PROXY_TOKEN_HASH_KEY="k",

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_no_server_errors_on_the_ledger_api(world, sim, make_proxy, tmp_path):
     admin = world.admin
-    proxy = make_proxy(sim.url, ADMIN_USER_IDS=[admin["id"]])
+    proxy = make_proxy(sim.url, ADMIN_USER_IDS=[admin["id"]], LIVE_EVENTS_JWKS=sim.live_events_jwks_url)
     # Some ledger content, so that history and export have rows to serve.
     from canvasapi import Canvas
 

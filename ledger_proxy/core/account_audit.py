@@ -16,6 +16,8 @@ gives differs from a listing, and the verdicts say so:
   when an SIS batch touched them: a deleted row made by hand or through the proxy is absent.
 - Callers of the report hold `read_reports`, so the SIS fields are always there: the
   `unknown` verdict (SIS fields hidden from the caller) does not arise.
+- Live Events name the actor as in the lookup (by enrollment id); a name only when a stored
+  event gives one (the report has no `user` objects).
 
 No Flask; the ledger is read through `core/ledger.py` only.
 """
@@ -37,6 +39,7 @@ from ..upstream import reports
 from ..upstream.canvas import CanvasClient
 from . import ledger, lookup, provenance
 from .export import FORMULA_STARTS, neutralise
+from .live_events import VIAS
 from .provenance import Evidence
 from .sis_roster import BUILT_IN_ROLES
 from .util import parse_time
@@ -74,9 +77,21 @@ NO_CREATED_AT = (
 CSV_COLUMNS = (
     "line", "id", "course_id", "sis_course_id", "course_section_id", "sis_section_id",
     "user_id", "sis_user_id", "type", "role", "role_id", "report_status", "enrollment_state",
-    "created_by_sis", "created_at", "provenance", "via", "integration", "actor_user_id",
+    "created_by_sis", "created_at", "provenance", "integration", "actor_user_id",
     "ledger_action", "recorded_at", "predates_ledger", "in_sis_roster", "reason",
+    "made_by_user_id", "made_by_name", "made_by_real_user_id", "made_via",
+    "made_with_developer_key_id", "made_in_canvas_request_id", "made_at",
 )  # fmt: skip
+# The CSV columns of the Live Events actor (also `ledger-proxy audit`'s): column -> actor key.
+ACTOR_COLUMNS = {
+    "made_by_user_id": "user_id",
+    "made_by_name": "name",
+    "made_by_real_user_id": "real_user_id",
+    "made_via": "via",
+    "made_with_developer_key_id": "developer_key_id",
+    "made_in_canvas_request_id": "request_id",
+    "made_at": "event_time",
+}
 
 
 class ReportUnreadable(ValueError):
@@ -120,9 +135,14 @@ class Tally:
             self.problems.append(Problem(line, message))
 
     def summary(self) -> dict[str, Any]:
+        manual_via = dict.fromkeys((*VIAS, provenance.NO_ACTOR), 0)
+        for via_, per in self.by_via.items():
+            manual_via[via_ if via_ in manual_via else provenance.NO_ACTOR] += per[MANUAL]
+        manual_via[provenance.NO_ACTOR] += self.verdicts[MANUAL] - sum(manual_via.values())
         return {
             **self.verdicts,
             "total": self.rows,
+            "manual_via": manual_via,
             "by_via": self.by_via,
             "predates_unknown": self.predates_unknown,
             "malformed": self.malformed,
@@ -259,7 +279,8 @@ def _judge_chunk(
     if not chunk:
         return
     rows = [row for _, row in chunk]
-    context = lookup.Context.load(db, rows, roster_loaded, recording_since)
+    # The report has no `user` objects: actors are named from stored Live Events only.
+    context = lookup.Context.load(db, rows, roster_loaded, recording_since, {})
     for line, row in chunk:
         item = judge(context, row, allowance)
         item["line"] = line
@@ -289,12 +310,14 @@ def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) ->
         recording_since=context.recording_since,
         allowance=allowance,
         pending_request_id=context._pending(row, sis_user_id, sis_course_id, sis_section_id),
+        actor=context._actor_evidence(row["id"]),
         created_by_sis=row["created_by_sis"],
     )
     verdict = provenance.classify(evidence)
     reason = verdict.reason
     if created_at is None and verdict.provenance == MANUAL:
         reason += NO_CREATED_AT
+    actor = context._actor_json(row["id"])
     return {
         **row,
         "provenance": verdict.provenance,
@@ -303,32 +326,24 @@ def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) ->
         "ledger": lookup.ledger_json(record),
         "in_sis_roster": in_roster,
         "sis_visible": True,
-        "via": via(record),
+        "actor": actor,
+        # How Canvas's Live Event says the row was made (ui, api, sis, self, canvas), if one
+        # was received (core/live_events.derive_via); null otherwise.
+        "via": actor["via"] if actor else None,
     }
-
-
-def via(record: dict[str, Any] | None) -> str | None:
-    """The channel that made the row, where the ledger knows it (Live Events' actor, §1.7).
-
-    The hook for the Live Events actor evidence: the ledger has no such column yet, so this is
-    None until it does (then `Tally.by_via` fills itself).
-    """
-    if record is None:
-        return None
-    value = record.get("origin_via")
-    return str(value) if value else None
 
 
 # Writing
 
 
-_NO_LEDGER: dict[str, Any] = {}
+_NO_LEDGER: dict[str, Any] = {}  # (and no actor)
 # neutralise() is called only for text that needs it: the check is per cell, on every row.
 _FORMULA_FIRST = frozenset(FORMULA_STARTS)
 _ITEM_COLUMNS = tuple(
     column
     for column in CSV_COLUMNS
     if column not in ("integration", "actor_user_id", "ledger_action", "recorded_at")
+    and column not in ACTOR_COLUMNS
 )
 _LEDGER_COLUMNS = (("integration", "integration"), ("actor_user_id", "actor_user_id"),
                    ("ledger_action", "action"), ("recorded_at", "recorded_at"))  # fmt: skip
@@ -341,6 +356,9 @@ def csv_line(item: dict[str, Any]) -> list[Any]:
     values = {column: item.get(column) for column in _ITEM_COLUMNS}
     for column, key in _LEDGER_COLUMNS:
         values[column] = ledger_part.get(key)
+    actor = item.get("actor") or _NO_LEDGER
+    for column, key in ACTOR_COLUMNS.items():
+        values[column] = actor.get(key)
     return [
         (neutralise(value) if value[:1] in _FORMULA_FIRST else value)
         if type(value) is str

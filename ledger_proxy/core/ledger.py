@@ -30,12 +30,24 @@ PAGE_SIZE = 1000
 # Opening the file
 
 
-def connect(path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000) -> sqlite_utils.Database:
-    """A new handle on the ledger; one per thread (sqlite3 handles are not shared)."""
-    conn = sqlite3.connect(path, timeout=timeout)
+def connect(
+    path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000, sync_each_commit: bool = True,
+    shared: bool = False,
+) -> sqlite_utils.Database:
+    """A new handle on the ledger; one per thread (sqlite3 handles are not shared), unless
+    `shared`: then the caller serialises every use itself (live_store.GroupCommit's lock).
+
+    `sync_each_commit=False` (synchronous=NORMAL: in WAL mode a commit survives the process
+    dying, but the last commits may be lost if the machine loses power) is for Live Events
+    only, which Canvas itself delivers best effort: an fsync per event would cap the receiver
+    at the disk's sync rate (docs/benchmarks.md). The ledger's own events keep FULL.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=not shared)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     db.execute("PRAGMA foreign_keys = ON")
+    if not sync_each_commit:
+        db.execute("PRAGMA synchronous = NORMAL")
     return db
 
 
@@ -693,6 +705,107 @@ def _where_in(
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
         yield from db.query(f"{sql} ({', '.join('?' * len(chunk))}) ORDER BY {order}", chunk)
+
+
+# Canvas Live Events (core/live_store.py decides what is stored; docs/live-events.md)
+
+LIVE_EVENT_COLUMNS = (
+    "key", "received_at", "received_via", "format", "event_name", "event_time", "kind",
+    "enrollment_id", "course_id", "course_section_id", "user_id", "user_name",
+    "associated_user_id", "type", "workflow_state", "sis_batch_id", "account_id",
+    "actor_user_id", "real_user_id", "developer_key_id", "request_id", "session_id",
+    "http_method", "url", "referrer", "user_agent", "context_role", "job_id", "job_tag",
+    "document",
+)
+_INSERT_LIVE_EVENT = (
+    f"INSERT OR IGNORE INTO live_events ({', '.join(LIVE_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LIVE_EVENT_COLUMNS)})"
+)
+
+
+def store_live_events(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Append these events (dicts of LIVE_EVENT_COLUMNS) in one transaction; an event whose
+    key is already stored is skipped (a duplicate delivery). Returns how many were new."""
+    values = [[row.get(column) for column in LIVE_EVENT_COLUMNS] for row in rows]
+    if not values:
+        return 0
+    with write_transaction(db):
+        before = db.conn.total_changes
+        db.conn.executemany(_INSERT_LIVE_EVENT, values)
+        return db.conn.total_changes - before
+
+
+def store_live_events_each(
+    db: sqlite_utils.Database, rows: list[Mapping[str, Any]]
+) -> list[bool]:
+    """Like `store_live_events`, in one transaction, saying for each row whether it was new
+    (False: its key was already stored, perhaps by an earlier row of the same batch)."""
+    with write_transaction(db):
+        return [
+            db.conn.execute(
+                _INSERT_LIVE_EVENT, [row.get(column) for column in LIVE_EVENT_COLUMNS]
+            ).rowcount
+            == 1
+            for row in rows
+        ]
+
+
+def live_events_for(db: sqlite_utils.Database, enrollment_ids: list[int]) -> list[dict[str, Any]]:
+    """The stored enrollment events of these enrollments, and every event that shares a
+    Canvas request with one of them (a side effect shows only beside its cause)."""
+    found: dict[str, dict[str, Any]] = {}
+    request_ids: set[str] = set()
+    for row in _where_in(
+        db, "SELECT * FROM live_events WHERE kind = 'enrollment' AND enrollment_id IN",
+        enrollment_ids,
+    ):
+        found[row["key"]] = row
+        if row["request_id"]:
+            request_ids.add(row["request_id"])
+    for row in _where_in(db, "SELECT * FROM live_events WHERE request_id IN", sorted(request_ids)):
+        found.setdefault(row["key"], row)
+    return list(found.values())
+
+
+def proxied_canvas_requests(db: sqlite_utils.Database, request_ids: Iterable[str]) -> set[str]:
+    """Which of these Canvas request ids (X-Request-Context-Id) answered a request the proxy
+    forwarded and recorded."""
+    rows = _where_in(
+        db, "SELECT canvas_request_id FROM requests WHERE canvas_request_id IN",
+        sorted(set(request_ids)),
+    )
+    return {row["canvas_request_id"] for row in rows}
+
+
+def live_event_user_names(
+    db: sqlite_utils.Database, course_id: int, user_ids: Iterable[int]
+) -> dict[int, str]:
+    """Canvas's name of each of these users, from a stored event of their own enrollment in
+    this course (the body's user_name), the latest first."""
+    names: dict[int, str] = {}
+    rows = _where_in(
+        db,
+        "SELECT user_id, user_name FROM live_events WHERE kind = 'enrollment' "
+        f"AND course_id = {int(course_id)} AND user_name IS NOT NULL AND user_id IN",
+        sorted(set(user_ids)),
+    )
+    for row in rows:
+        names[row["user_id"]] = row["user_name"]  # rowid order: the last stored wins
+    return names
+
+
+def sis_batch_events(db: sqlite_utils.Database, batch_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The stored sis_batch_* events of these SIS imports, in the order they were stored."""
+    return list(
+        _where_in(
+            db, "SELECT * FROM live_events WHERE kind = 'sis_batch' AND sis_batch_id IN",
+            sorted(set(batch_ids)),
+        )
+    )
+
+
+def live_event_count(db: sqlite_utils.Database) -> int:
+    return int(db.execute("SELECT count(*) FROM live_events").fetchone()[0])
 
 
 # What the metrics read

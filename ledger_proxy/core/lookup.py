@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..upstream.canvas import CanvasClient, enrollments_target
-from . import ledger, provenance
-from .provenance import Evidence, LedgerRecord, SisImportRecord
+from . import ledger, live_store, provenance
+from .live_events import actor_json, derive_via
+from .provenance import ActorEvidence, Evidence, LedgerRecord, SisImportRecord, SisUpload
 from .sis_roster import Roster
 from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, AMBIGUOUS, CREATED, LISTED_STATES
@@ -69,7 +70,7 @@ def run(
     on_page: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The whole lookup: Canvas with the caller's token, then the ledger; rows and summary."""
-    verdicts: list[str] = []
+    verdicts: list[Any] = []
     rows = judged(
         db, canvas, token, query, verdicts, sis_reader=sis_reader, allowance=allowance,
         on_page=on_page,
@@ -83,7 +84,7 @@ def judged(
     canvas: CanvasClient,
     token: str,
     query: Query,
-    verdicts: list[str],
+    verdicts: list[Any],
     *,
     sis_reader: str | None,
     allowance: timedelta,
@@ -91,7 +92,7 @@ def judged(
 ) -> Iterator[list[dict[str, Any]]]:
     """The lookup's rows page by page, each judged while Canvas serves the next (with a SIS
     reader token, once both listings are in: whether it is needed shows only at the end).
-    Every verdict, kept by the query's filter or not, is appended to `verdicts`."""
+    Every (verdict, actor's via), kept by the query's filter or not, is appended to `verdicts`."""
     pages_: Iterable[list[dict[str, Any]]]
     if sis_reader:
         rows = fetch(canvas, token, query, on_page)
@@ -187,25 +188,30 @@ def add_sis_fields(rows: list[dict[str, Any]], reader_rows: Iterable[Mapping[str
 def judge_pages(
     db: sqlite_utils.Database,
     pages: Iterable[list[dict[str, Any]]],
-    verdicts: list[str],
+    verdicts: list[Any],
     *,
     allowance: timedelta,
     provenance_filter: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Each page's rows with their verdicts (those `provenance_filter` keeps), judged as the
-    page arrives; every verdict, kept or not, is appended to `verdicts` for the summary.
+    page arrives; every (verdict, actor's via), kept or not, is appended to `verdicts`.
 
     The ledger is read for each page after Canvas served it, so a create through the proxy
     that Canvas already shows is in the ledger as settled or as pending, never missed.
+    Actors' names come from the listing's `user` objects (this page's and earlier pages'),
+    else from a stored Live Event of the actor's own enrollment in that course.
     """
     roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
     recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
+    names: dict[int, str] = {}
     for page in pages:
-        context = _Context.load(db, page, roster_loaded, recording_since)
+        _listed_names(page, names)
+        context = _Context.load(db, page, roster_loaded, recording_since, names)
         kept = []
         for row in page:
             item = context.judge(row, allowance)
-            verdicts.append(item["provenance"])
+            via = item["actor"]["via"] if item["actor"] else None
+            verdicts.append((item["provenance"], via))
             if provenance_filter is None or item["provenance"] == provenance_filter:
                 kept.append(item)
         yield kept
@@ -230,6 +236,9 @@ class _Context:
     recording_since: datetime | None
     unsettled: list[_Unsettled]
     sis_jobs: dict[int, SisImportRecord]
+    actors: dict[int, live_store.Found]
+    names: dict[int, str]
+    sis_uploads: dict[int, SisUpload]
 
     @classmethod
     def load(
@@ -238,12 +247,17 @@ class _Context:
         rows: list[dict[str, Any]],
         roster_loaded: bool,
         recording_since: datetime | None,
+        names: dict[int, str],
     ) -> _Context:
         ids = [enrollment_id for row in rows if (enrollment_id := as_int(row.get("id")))]
         records = ledger.enrollments_by_id(db, ids)
         unsettled = [_unsettled(request) for request in ledger.unsettled_creates(db)]
         roster = _roster(db, rows) if roster_loaded else None
-        return cls(records, roster, recording_since, unsettled, _sis_jobs(db, rows))
+        actors = live_store.actors(db, ids)
+        return cls(
+            records, roster, recording_since, unsettled, _sis_jobs(db, rows), actors,
+            _actor_names(db, rows, actors, names), _sis_uploads(db, rows),
+        )
 
     def judge(self, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
         enrollment_id = as_int(row.get("id"))
@@ -266,6 +280,8 @@ class _Context:
             allowance=allowance,
             pending_request_id=self._pending(row, sis_user_id, sis_course_id, sis_section_id),
             sis_import=self.sis_jobs.get(sis_import_id) if sis_import_id is not None else None,
+            actor=self._actor_evidence(enrollment_id),
+            sis_upload=self.sis_uploads.get(sis_import_id) if sis_import_id is not None else None,
         )
         verdict = provenance.classify(evidence)
         item = {field: row.get(field) for field in CANVAS_FIELDS}
@@ -279,8 +295,34 @@ class _Context:
             ledger=_ledger_json(record),
             in_sis_roster=in_roster,
             sis_visible=sis_visible,
+            actor=self._actor_json(enrollment_id),
         )
         return item
+
+    def _actor_evidence(self, enrollment_id: int | None) -> ActorEvidence | None:
+        found = self.actors.get(enrollment_id) if enrollment_id is not None else None
+        if found is None:
+            return None
+        event, actor = found.event, found.event.actor
+        return ActorEvidence(
+            via=derive_via(event, found.same_request),
+            user_id=actor.user_id,
+            name=self.names.get(actor.user_id) if actor.user_id is not None else None,
+            real_user_id=actor.real_user_id,
+            developer_key_id=actor.developer_key_id,
+            request_id=actor.request_id,
+            event_time=parse_time(event.event_time),
+            created=event.event_name == "enrollment_created",
+            proxied=found.proxied,
+        )
+
+    def _actor_json(self, enrollment_id: int | None) -> dict[str, Any] | None:
+        found = self.actors.get(enrollment_id) if enrollment_id is not None else None
+        if found is None:
+            return None
+        user_id = found.event.actor.user_id
+        name = self.names.get(user_id) if user_id is not None else None
+        return actor_json(found.event, found.same_request, name)
 
     def _pending(
         self,
@@ -312,6 +354,35 @@ class _Context:
                     continue
                 return request.request_id
         return None
+
+
+def _listed_names(rows: list[dict[str, Any]], names: dict[int, str]) -> None:
+    """Each listed user's name, from Canvas's `user` object of their enrollment."""
+    for row in rows:
+        user = row.get("user")
+        user_id = as_int(row.get("user_id"))
+        if isinstance(user, dict) and user_id is not None and isinstance(user.get("name"), str):
+            names.setdefault(user_id, user["name"])
+
+
+def _actor_names(
+    db: sqlite_utils.Database,
+    rows: list[dict[str, Any]],
+    actors: Mapping[int, live_store.Found],
+    names: dict[int, str],
+) -> dict[int, str]:
+    """`names`, plus the actors of these rows not listed so far, named from a stored Live
+    Event of their own enrollment in the same course (the listing may show them on a later
+    page)."""
+    missing: dict[int, set[int]] = {}
+    for found in actors.values():
+        user_id, course_id = found.event.actor.user_id, found.event.course_id
+        if user_id is not None and course_id is not None and user_id not in names:
+            missing.setdefault(course_id, set()).add(user_id)
+    for course_id, user_ids in missing.items():
+        for user_id, name in ledger.live_event_user_names(db, course_id, user_ids).items():
+            names.setdefault(user_id, name)
+    return names
 
 
 def _unsettled(request: Mapping[str, Any]) -> _Unsettled:
@@ -346,6 +417,21 @@ def _sis_jobs(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> dict[int
         job["job_id"]: SisImportRecord(job["job_id"], job["integration"], job["actor_user_id"])
         for job in ledger.sis_import_jobs(db, job_ids)
     }
+
+
+def _sis_uploads(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> dict[int, SisUpload]:
+    """Who uploaded the SIS imports these rows name, from stored `sis_batch_created` events."""
+    job_ids = {job_id for row in rows if (job_id := as_int(row.get("sis_import_id"))) is not None}
+    if not job_ids:
+        return {}
+    uploads: dict[int, SisUpload] = {}
+    for event in live_store.sis_batches(db, job_ids):
+        if event.event_name == "sis_batch_created" and event.sis_batch_id is not None:
+            uploads.setdefault(event.sis_batch_id, SisUpload(
+                event.sis_batch_id, event.actor.user_id, event.actor.real_user_id,
+                event.actor.developer_key_id,
+            ))
+    return uploads
 
 
 def _ledger_record(record: Mapping[str, Any] | None) -> LedgerRecord | None:

@@ -205,7 +205,65 @@ def m004_settlement_evidence(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m005_request_identity(db: sqlite_utils.Database) -> None:
+def m005_live_events(db: sqlite_utils.Database) -> None:
+    # Canvas Live Events (docs/live-events.md): who made each enrollment, as Canvas tells it.
+    # Append-only and keyed by the event's own identity (`LiveEvent.key`), so a duplicate
+    # delivery is ignored; nothing refers to enrollments or requests, so an event may arrive
+    # before the proxy records its enrollment, or long after. Ids are local (the REST API's).
+    db.execute(
+        """
+        CREATE TABLE live_events (
+            key TEXT PRIMARY KEY,              -- sha256 of the event's identity (any format)
+            received_at TEXT NOT NULL,         -- proxy clock, ISO 8601 UTC
+            received_via TEXT NOT NULL,        -- https (the receiver) or ingest (the CLI)
+            format TEXT NOT NULL,              -- canvas or caliper
+            event_name TEXT NOT NULL,
+            event_time TEXT,                   -- Canvas's clock, as sent
+            kind TEXT NOT NULL,                -- enrollment or sis_batch
+            enrollment_id INTEGER,
+            course_id INTEGER,
+            course_section_id INTEGER,
+            user_id INTEGER,                   -- the enrolled user
+            user_name TEXT,
+            associated_user_id INTEGER,
+            type TEXT,
+            workflow_state TEXT,
+            sis_batch_id INTEGER,
+            account_id INTEGER,
+            actor_user_id INTEGER,             -- metadata: the acting user
+            real_user_id INTEGER,              -- metadata: the masquerading admin
+            developer_key_id TEXT,             -- as sent (a global id)
+            request_id TEXT,                   -- Canvas's X-Request-Context-Id
+            session_id TEXT,
+            http_method TEXT,
+            url TEXT,
+            referrer TEXT,
+            user_agent TEXT,
+            context_role TEXT,
+            job_id TEXT,
+            job_tag TEXT,
+            document TEXT NOT NULL             -- the decoded event, JSON, as Canvas sent it
+        )
+        """
+    )
+    db.execute("CREATE INDEX live_events_enrollment ON live_events (enrollment_id)")
+    db.execute("CREATE INDEX live_events_request ON live_events (request_id)")
+    db.execute("CREATE INDEX live_events_course_user ON live_events (course_id, user_id)")
+    db.execute("CREATE INDEX live_events_sis_batch ON live_events (sis_batch_id)")
+    # The join from an event's request id to the proxy's own request.
+    db.execute("CREATE INDEX requests_canvas_request_id ON requests (canvas_request_id)")
+    for operation in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""
+            CREATE TRIGGER live_events_append_only_{operation.lower()}
+            BEFORE {operation} ON live_events
+            BEGIN SELECT RAISE(ABORT, 'live events are append-only'); END
+            """
+        )
+
+
+@migrations()
+def m006_request_identity(db: sqlite_utils.Database) -> None:
     # Whether the integration registry confirmed the request's label (1, 0, or NULL: no
     # registry, self-declared), and the user Canvas acted as when the token's user
     # masqueraded (as_user_id): actor_user_id stays the real user behind the token.

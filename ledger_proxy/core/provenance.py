@@ -2,17 +2,28 @@
 
 The verdicts, strongest evidence first:
 
-- ``integration``: the ledger saw Canvas create the row for a request through the proxy.
+- ``integration``: the ledger saw Canvas create the row for a request through the proxy; or
+  Canvas's own ``enrollment_created`` Live Event names a request id (X-Request-Context-Id)
+  that the proxy recorded for a request it forwarded ("confirmed by Canvas").
 - ``sis``: Canvas shows an ``sis_import_id`` (an SIS import made or last claimed the row), or
-  the row matches the institution's SIS roster, and the ledger does not say the proxy made it.
+  the row matches the institution's SIS roster, or a Live Event shows the SIS importer's job
+  made the row (stronger than ``sis_import_id`` alone, and it needs no SIS fields: it turns an
+  ``unknown`` into ``sis``), and the ledger does not say the proxy made it. A stored
+  ``sis_batch_created`` for the row's import names who uploaded it (``SisUpload``).
 - ``pending``: a request through the proxy may have made it, but its outcome is not settled yet.
 - ``unknown``: not seen by the proxy, and Canvas hid the SIS fields from the caller, so an SIS
-  origin can be neither shown nor ruled out (never a false ``manual``).
+  origin can be neither shown nor ruled out (never a false ``manual``); a Live Event that
+  names a person is quoted in the reason, but a later SIS claim still cannot be ruled out.
 - ``ambiguous``: reconciliation found the row made while a request through the proxy was in
   flight whose answer was lost, but something else (an SIS import running then) could have
   made it too: never credited to the integration.
 - ``manual``: everything else: made by hand in the web UI, by a script bypassing the proxy, or
-  made by hand and later re-enrolled (adopted) through the proxy.
+  made by hand and later re-enrolled (adopted) through the proxy. With a Live Event the
+  reason names who and how (``ActorEvidence``); without one it says only "not the proxy".
+
+A Live Event never overrides what the ledger saw, and only an ``enrollment_created`` says who
+*made* a row: an ``enrollment_updated`` (Canvas reuses a row on re-enrollment) says who last
+re-enrolled or changed it, and is worded so.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .live_events import VIAS
 from .vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
 
 
@@ -50,6 +62,31 @@ class SisImportRecord:
 
 
 @dataclass(frozen=True)
+class SisUpload:
+    """Who uploaded an SIS import, from its `sis_batch_created` Live Event."""
+
+    sis_batch_id: int
+    user_id: int | None
+    real_user_id: int | None
+    developer_key_id: str | None
+
+
+@dataclass(frozen=True)
+class ActorEvidence:
+    """What Canvas's Live Events say about who made the row (core/live_events.actor_event)."""
+
+    via: str | None  # ui, api, sis, self, canvas (core/live_events.derive_via); None: unsaid
+    user_id: int | None
+    name: str | None
+    real_user_id: int | None
+    developer_key_id: str | None
+    request_id: str | None
+    event_time: datetime | None
+    created: bool  # an enrollment_created (else the earliest enrollment_updated)
+    proxied: bool  # request_id is one the proxy recorded for a request it forwarded
+
+
+@dataclass(frozen=True)
 class Evidence:
     ledger: LedgerRecord | None
     sis_visible: bool  # did Canvas show this caller the SIS fields (sis_import_id)?
@@ -60,6 +97,8 @@ class Evidence:
     allowance: timedelta
     pending_request_id: str | None = None
     sis_import: SisImportRecord | None = None
+    actor: ActorEvidence | None = None
+    sis_upload: SisUpload | None = None
     # The provisioning report's created_by_sis: an SIS batch last claimed the row (§2.2), where
     # a listing shows its sis_import_id (core/account_audit.py); None from a listing.
     created_by_sis: bool | None = None
@@ -98,6 +137,40 @@ def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
+def _person(actor: ActorEvidence) -> str:
+    who = f"user {actor.user_id}" if actor.name is None else f"{actor.name} (user {actor.user_id})"
+    if actor.real_user_id is not None and actor.real_user_id != actor.user_id:
+        who += f", as admin user {actor.real_user_id} acting as them"
+    return who
+
+
+def described(actor: ActorEvidence) -> str:
+    """How Canvas's Live Event says the row was made: "added in the web UI by Terry Teacher
+    (user 2) on 2026-09-03", "added through the API by user 9 with developer key ...". """
+    verb = "added" if actor.created else "re-enrolled or changed"
+    when = f" on {_day(actor.event_time)}" if actor.event_time else ""
+    if actor.via == "sis":
+        return f"{verb} by the SIS importer's job{when}"
+    if actor.via == "canvas":
+        cause = f" of a request by {_person(actor)}" if actor.user_id is not None else ""
+        return f"{verb} by Canvas itself{when}, as a side effect{cause}"
+    if actor.user_id is None:
+        return f"{verb}{when} (the Live Event names no user)"
+    if actor.via == "self":
+        return f"self-enrolled by {_person(actor)}{when}"
+    if actor.via == "api":
+        key = (
+            f" with developer key {actor.developer_key_id}" if actor.developer_key_id else ""
+        )
+        return f"{verb} through the API by {_person(actor)}{key}{when}"
+    return f"{verb} in the web UI by {_person(actor)}{when}"
+
+
+def _confirmed(actor: ActorEvidence) -> str:
+    when = f" on {_day(actor.event_time)}" if actor.event_time else ""
+    return f"confirmed by Canvas: request {actor.request_id} made it{when}"
+
+
 def predates(evidence: Evidence) -> bool:
     """Created before the ledger began recording (so 'not seen' says little)."""
     if evidence.created_at is None or evidence.recording_since is None:
@@ -113,7 +186,21 @@ def _sis_reason(evidence: Evidence) -> str:
         parts.append("Canvas's provisioning report marks it created_by_sis")
     if evidence.in_sis_roster:
         parts.append("it matches the institution's SIS roster")
+    actor = evidence.actor
+    if actor is not None and actor.via == SIS:
+        when = f" on {_day(actor.event_time)}" if actor.event_time else ""
+        verb = "made" if actor.created else "re-enrolled or changed"
+        parts.append(f"confirmed by Canvas: the SIS importer's job {verb} it{when}")
     reason = "made by SIS: " + " and ".join(parts)
+    if actor is not None and actor.via != SIS and actor.created:
+        reason += f"; Canvas's Live Event says it was first {described(actor)}"
+    upload = evidence.sis_upload
+    if upload is not None and upload.user_id is not None:
+        who = f"user {upload.user_id}"
+        if upload.real_user_id is not None and upload.real_user_id != upload.user_id:
+            who += f", as admin user {upload.real_user_id} acting as them"
+        key = f" with developer key {upload.developer_key_id}" if upload.developer_key_id else ""
+        reason += f"; Canvas's Live Event says {who} uploaded SIS import {upload.sis_batch_id}{key}"
     job = evidence.sis_import
     if job is not None:
         reason += (
@@ -125,6 +212,7 @@ def _sis_reason(evidence: Evidence) -> str:
 
 def classify(evidence: Evidence) -> Verdict:
     record = evidence.ledger
+    actor = evidence.actor
     old = predates(evidence)
     sis_claimed = evidence.sis_import_id is not None or bool(evidence.created_by_sis)
     sis_marked = sis_claimed or bool(evidence.in_sis_roster)
@@ -144,17 +232,34 @@ def classify(evidence: Evidence) -> Verdict:
                 f"; Canvas now shows {shown}: a later SIS import "
                 "claimed it, which does not make SIS its creator"
             )
+        if actor is not None and actor.created and actor.proxied:
+            reason += f"; {_confirmed(actor)}"
+        elif actor is not None and actor.created:
+            reason += f"; but Canvas's Live Event says it was {described(actor)}"
+        return Verdict(INTEGRATION, reason, False)
+    if actor is not None and actor.created and actor.proxied:
+        # Canvas's own word that a request the proxy forwarded made the row, even though the
+        # ledger holds no `created` for it (its answer was lost, or it was seen as adopted).
+        reason = f"{_confirmed(actor)}, a request the proxy forwarded"
+        if actor.via == "canvas":
+            reason += ", as Canvas's side effect (e.g. a linked observer's enrollment)"
+        if record is not None:
+            reason += (
+                f"; the ledger recorded it {record.origin_action} by "
+                f"{_record_who(record)} on {_day(record.recorded_at)}"
+            )
         return Verdict(INTEGRATION, reason, False)
     if record is not None and record.origin_action == AMBIGUOUS:
         return Verdict(
             AMBIGUOUS,
             f"made while request {record.request_id} of "
-            f"{_who(record.integration, record.actor_user_id)} was in flight with its answer "
+            f"{_record_who(record)} was in flight with its answer "
             "lost, but another explanation fits too (see the request's evidence): not credited "
             "to the integration",
             old,
         )
-    if sis_marked:
+    by_sis_job = actor is not None and actor.via == SIS
+    if sis_marked or by_sis_job:
         reason = _sis_reason(evidence)
         if record is not None:
             reason += (
@@ -175,14 +280,21 @@ def classify(evidence: Evidence) -> Verdict:
         if record is not None
         else None
     )
+    said = f"Canvas's Live Event says it was {described(actor)}" if actor is not None else None
     if not evidence.sis_visible and evidence.in_sis_roster is None:
         return Verdict(
             UNKNOWN,
-            f"not made through the proxy{'; ' + seen if seen else ''}; Canvas hid the SIS "
+            f"not made through the proxy{'; ' + seen if seen else ''}"
+            f"{'; ' + said if said else ''}; Canvas hid the SIS "
             "fields from this caller, so an SIS origin cannot be ruled out (ask with an admin "
             "token, or set LEDGER_PROXY_SIS_READER_TOKEN)",
             old,
         )
+    if actor is not None:
+        reason = described(actor)
+        if actor.via == "api":
+            reason += ", bypassing the proxy"
+        return Verdict(MANUAL, reason + (f"; {seen}" if seen else ""), old)
     if seen:
         return Verdict(MANUAL, f"neither made through the proxy nor by SIS: {seen}", old)
     reason = "neither made through the proxy nor by SIS: added by hand or by a script bypassing it"
@@ -191,11 +303,21 @@ def classify(evidence: Evidence) -> Verdict:
     return Verdict(MANUAL, reason, old)
 
 
-def summary(verdicts: list[str]) -> dict[str, int]:
-    counts = {verdict: 0 for verdict in VERDICTS}
-    for verdict in verdicts:
+NO_ACTOR = "none"
+
+
+def summary(verdicts: list[Any]) -> dict[str, Any]:
+    """Counts per verdict, and per ``via`` of the manual rows' actors (``none``: no Live
+    Event names one). Each item is a verdict, or (verdict, via)."""
+    counts: dict[str, Any] = {verdict: 0 for verdict in VERDICTS}
+    manual_via = dict.fromkeys((*VIAS, NO_ACTOR), 0)
+    for item in verdicts:
+        verdict, via = item if isinstance(item, tuple) else (item, None)
         counts[verdict] += 1
+        if verdict == MANUAL:
+            manual_via[via if via in manual_via else NO_ACTOR] += 1
     counts["total"] = len(verdicts)
+    counts["manual_via"] = manual_via
     return counts
 
 

@@ -63,8 +63,9 @@ class RedactTokens(logging.Filter):
         return True
 
 
-# Loggers of libraries that may write a forwarded URL (with its query string).
-URL_LOGGERS = ("urllib3.connectionpool", "werkzeug")
+# Loggers of libraries that may write a forwarded URL (with its query string); gunicorn's
+# error log quotes a malformed request line whole.
+URL_LOGGERS = ("urllib3.connectionpool", "werkzeug", "gunicorn.error")
 
 
 def init_app() -> None:

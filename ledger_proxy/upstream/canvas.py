@@ -212,8 +212,11 @@ class CanvasClient:
         The response is streamed: the caller reads `response.raw` undecoded and closes it.
         """
         merged = dict(_merge(headers))
-        if not any(name.lower() == "user-agent" for name in merged):
-            merged["User-Agent"] = SKIP_HEADER  # else urllib3 would add its own
+        # urllib3 would add its own User-Agent, and "Accept-Encoding: identity", to a request
+        # that has none: Canvas must see what the client sent.
+        for name in ("User-Agent", "Accept-Encoding"):
+            if not any(given.lower() == name.lower() for given in merged):
+                merged[name] = SKIP_HEADER
         request = requests.Request(method, self.base_url + "/", headers=merged, data=body)
         prepared = self.session.prepare_request(request)
         # requests and urllib3 would re-quote the URL; Canvas must see the caller's bytes.

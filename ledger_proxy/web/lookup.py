@@ -74,7 +74,7 @@ def _answer(provider: DefaultJSONProvider, token: str, query: lookup.Query) -> R
     def dumps(value: Any) -> str:
         return provider.dumps(value, separators=(",", ":"))
 
-    verdicts: list[str] = []
+    verdicts: list[Any] = []
     judged = lookup.judged(token=token, query=query, verdicts=verdicts, **sources())
     pages = [dumps(page)[1:-1] for page in judged if page]
     body = (

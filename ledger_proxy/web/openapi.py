@@ -38,7 +38,10 @@ MODELS: tuple[type[Schema], ...] = (
     schemas.CanvasError,
     schemas.UserSummary,
     schemas.LedgerEvidence,
+    schemas.Actor,
     schemas.EnrollmentVerdict,
+    schemas.ManualVia,
+    schemas.LiveEventReceipt,
     schemas.Summary,
     schemas.LookupResult,
     schemas.LedgerEvent,
@@ -285,6 +288,42 @@ PATHS: dict[str, dict[str, Any]] = {
         }
     },
     **_audit_paths(),
+    "/ledger/v1/live-events": {
+        "post": {
+            "tags": ["provenance"],
+            "operationId": "live_events",
+            "summary": "Receive one Canvas Live Event (a Canvas Data Services HTTPS subscription)",
+            "description": (
+                "The body is one JWT signed by Instructure, verified against the JWKS of "
+                "LEDGER_PROXY_LIVE_EVENTS_JWKS: the signature is the authentication, no token is "
+                "asked for. Enrollment and SIS-batch events are stored once each (a duplicate "
+                "delivery is acknowledged as such); other event types are acknowledged and "
+                "dropped. Nothing is stored on any error. docs/live-events.md."
+            ),
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/jwt": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+            },
+            "responses": {
+                "200": _json("LiveEventReceipt", "Accepted: stored, duplicate or ignored."),
+                "400": _json("CanvasError", "Not a JWT, or not a Live Event."),
+                "401": _json(
+                    "CanvasError",
+                    "Not signed by a trusted key: bad signature, unknown key, refused "
+                    "algorithm, expired.",
+                ),
+                "404": _json(
+                    "CanvasError", "Live Events are not configured (LEDGER_PROXY_LIVE_EVENTS_JWKS)."
+                ),
+                "413": _json("CanvasError", "Larger than any Live Event (256 KiB)."),
+                "503": _json("CanvasError", "The JWKS cannot be read now: nothing was stored."),
+            },
+        }
+    },
     "/ledger/v1/openapi.json": {
         "get": {
             "tags": ["operations"],

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import MultiDict
 
+from ..core.live_events import VIAS
 from ..core.vocab import ACTIONS, ADOPTED, AMBIGUOUS, CREATED, VERDICTS
 from ..errors import ProxyError
 
@@ -156,6 +157,37 @@ class LedgerEvidence(Schema):
     )
 
 
+class Actor(Schema):
+    """Who made the enrollment, as Canvas's Live Events tell it (docs/live-events.md)."""
+
+    user_id = _id(
+        "The Canvas user who made it (local id): the logged-in user, or the user an admin "
+        "masqueraded as; not the enrolled user. Null for SIS imports and Canvas's own jobs.",
+        required=True, allow_none=True,
+    )
+    name = _text(
+        "That user's name when they are enrolled in the course (Canvas's user object), else "
+        "null.", required=True, allow_none=True,
+    )
+    real_user_id = _id("The admin masquerading as user_id, else null.", required=True,
+                       allow_none=True)
+    via = _text(
+        "How: ui (browser session), api (an access token), sis (the SIS importer's job), self "
+        "(self-enrollment), canvas (Canvas's own side effect); null when the event names no "
+        "actor.", required=True, allow_none=True,
+        validate=validate.OneOf(VIAS),
+    )
+    developer_key_id = _text(
+        "The developer key of the token used, as Canvas sends it (a global id); every "
+        "personal access token shares the default key.", required=True, allow_none=True,
+    )
+    request_id = _text("Canvas's request id (X-Request-Context-Id).", required=True,
+                       allow_none=True)
+    event_time = _text("When Canvas emitted the event (ISO 8601).", required=True,
+                       allow_none=True)
+    source = _text("Always live_events.", required=True, validate=validate.OneOf(["live_events"]))
+
+
 class EnrollmentVerdict(Schema):
     """One Canvas enrollment as Canvas showed it to the caller, with its provenance."""
 
@@ -192,6 +224,21 @@ class EnrollmentVerdict(Schema):
     sis_visible = fields.Boolean(
         required=True, metadata={"description": "Did Canvas show the caller the SIS fields?"}
     )
+    actor = fields.Nested(
+        Actor, required=True, allow_none=True,
+        metadata={"description": "Who made it, from Canvas Live Events; null without one."},
+    )
+
+
+class ManualVia(Schema):
+    """Manual rows per `actor.via`; `none`: no Live Event names their actor."""
+
+    ui = fields.Integer(required=True)
+    api = fields.Integer(required=True)
+    sis = fields.Integer(required=True)
+    self_ = fields.Integer(required=True, data_key="self")
+    canvas = fields.Integer(required=True)
+    none = fields.Integer(required=True)
 
 
 class Summary(Schema):
@@ -205,6 +252,10 @@ class Summary(Schema):
     unknown_ = fields.Integer(required=True, data_key="unknown")
     ambiguous = fields.Integer(required=True)
     total = fields.Integer(required=True)
+    manual_via = fields.Nested(
+        ManualVia, required=True,
+        metadata={"description": "The manual rows by how their Live Event says they were made."},
+    )
 
 
 class LookupResult(Schema):
@@ -266,6 +317,13 @@ class EnrollmentHistory(Schema):
     enrollment_id = _id(required=True)
     current = fields.Nested(LedgerEnrollment, required=True, allow_none=True)
     events = fields.List(fields.Nested(LedgerEvent), required=True)
+
+
+class LiveEventReceipt(Schema):
+    status = _text(
+        "stored; duplicate (already stored); ignored (a type the ledger does not keep).",
+        required=True, validate=validate.OneOf(["stored", "duplicate", "ignored"]),
+    )
 
 
 class Health(Schema):
