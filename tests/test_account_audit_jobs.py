@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from datetime import timedelta
 
@@ -21,7 +22,7 @@ from .test_openapi import check
 
 @pytest.fixture
 def account(world, sim, make_proxy):
-    return Account(world, sim, make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]]))
+    return Account(world, sim, make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]], SESSION_COOKIE_SECURE=False))
 
 
 def auth(user):
@@ -121,3 +122,30 @@ def test_a_job_whose_process_died_is_reported_interrupted(world, sim, account, m
     after = requests.get(url, headers=auth(world.admin), timeout=10).json()
     assert after["state"] == "interrupted" and after["error"] == audit_jobs.GONE
     db.close()
+
+
+def test_the_dashboard_home_is_the_admins_overview(world, sim, account):
+    """Issue 15 item 5 (in part): the latest audit's counts and its manual rows, the
+    integrations seen, the unsettled requests; a non-admin sees only the lookup form."""
+    from .dashboard_support import browser_session, sign_in_with_token
+
+    admin = browser_session()
+    assert sign_in_with_token(admin, account.proxy, world.admin["token"]).status_code == 302
+    empty = admin.get(f"{account.proxy.url}/ledger/", timeout=10).text
+    assert "No account audit yet" in empty
+    job = start(account.proxy, world.admin).json()
+    done = wait_for(job["url"], world.admin, "complete", "failed")
+    page = admin.get(f"{account.proxy.url}/ledger/", timeout=10).text
+    assert "Your account at a glance" in page
+    for verdict in ("integration", "sis", "manual"):
+        assert f'<td data-verdict="{verdict}">{done["summary"][verdict]}</td>' in page
+    assert '<tr data-integration="roster-sync"><td>roster-sync</td><td>' in page
+    assert 'id="unsettled">0 request(s)' in page
+    link = re.search(r'id="manual-rows" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    manual = admin.get(f"{account.proxy.url}{link}", timeout=10)  # the signed-in admin's session
+    assert manual.status_code == 200, manual.text
+    rows = list(csv.DictReader(io.StringIO(manual.text)))
+    assert len(rows) == done["summary"]["manual"] and {r["provenance"] for r in rows} == {"manual"}
+    teacher = browser_session()
+    sign_in_with_token(teacher, account.proxy, world.teacher["token"])
+    assert "at a glance" not in teacher.get(f"{account.proxy.url}/ledger/", timeout=10).text

@@ -213,21 +213,29 @@ def result_path(db: Any, audit_id: str) -> str | None:
     return row["result"] if row and row["state"] == COMPLETE else None
 
 
-def result_chunks(path: str, fmt: str) -> Iterator[bytes]:
-    """The stored result (NDJSON) as NDJSON or spreadsheet-safe CSV, a piece at a time."""
+def result_chunks(path: str, fmt: str, provenance: str | None = None) -> Iterator[bytes]:
+    """The stored result (NDJSON) as NDJSON or spreadsheet-safe CSV, a piece at a time; only
+    the rows of one verdict when `provenance` is given."""
     import csv
     import io
 
     with open(path, encoding="utf-8") as stored:
-        if fmt == "ndjson":
+        if fmt == "ndjson" and provenance is None:
             while piece := stored.read(65536):
                 yield piece.encode()
             return
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(account_audit.CSV_COLUMNS)
+        if fmt == "csv":
+            writer.writerow(account_audit.CSV_COLUMNS)
         for number, line in enumerate(stored, start=1):
-            writer.writerow(account_audit.csv_line(json.loads(line)))
+            item = json.loads(line)
+            if provenance is not None and item["provenance"] != provenance:
+                continue
+            if fmt == "csv":
+                writer.writerow(account_audit.csv_line(item))
+            else:
+                buffer.write(line)
             if number % 1000 == 0:
                 yield buffer.getvalue().encode()
                 buffer.seek(0)

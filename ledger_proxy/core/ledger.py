@@ -913,3 +913,15 @@ def latest_audits(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, 
         db.query("SELECT * FROM account_audits ORDER BY created_at DESC, rowid DESC LIMIT ?",
                  [limit])
     )  # fmt: skip
+
+
+def integration_activity(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Each integration label the ledger has seen (None: unlabelled): the enrollments it made
+    or touched first, how many it made, and its latest recorded activity."""
+    return list(
+        db.query(
+            "SELECT origin_integration AS integration, count(*) AS enrollments, "
+            "sum(origin_action = 'created') AS made, max(last_recorded_at) AS last_activity "
+            "FROM enrollments GROUP BY origin_integration ORDER BY last_activity DESC"
+        )
+    )

@@ -61,12 +61,13 @@ def audit_status(account_id: str, audit_id: str) -> Response:
 def audit_result(account_id: str, audit_id: str) -> Response:
     require_admin()
     job = _job(account_id, audit_id)
-    fmt = load_args(AuditResultArgs(), request.args)["format"]
+    args = load_args(AuditResultArgs(), request.args)
+    fmt = args["format"]
     path = audit_jobs.result_path(get_db(), audit_id)
     if path is None or not os.path.exists(path):
         raise ProxyError(409, f"the audit has no result: it is {job['state']}")
     return Response(
-        _chunks(path, fmt),
+        _chunks(path, fmt, args["provenance"]),
         content_type=FORMATS[fmt],
         headers={
             "Content-Disposition": f'attachment; filename="account-audit-{audit_id}.{fmt}"',
@@ -75,9 +76,9 @@ def audit_result(account_id: str, audit_id: str) -> Response:
     )
 
 
-def _chunks(path: str, fmt: str) -> Iterator[bytes]:
+def _chunks(path: str, fmt: str, provenance: str | None) -> Iterator[bytes]:
     # Read from the file alone, outside the request's context: nothing to push again.
-    yield from audit_jobs.result_chunks(path, fmt)
+    yield from audit_jobs.result_chunks(path, fmt, provenance)
 
 
 def _account(account_id: str) -> None:

@@ -368,6 +368,11 @@ class AuditArgs(Schema):
 
 class AuditResultArgs(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "ndjson")))
+    provenance = fields.String(
+        load_default=None,
+        validate=validate.OneOf(VERDICTS),
+        metadata={"description": "Only the rows with this verdict (manual: the manual rows)."},
+    )
     access_token = fields.String(load_default=None)
 
 
