@@ -29,6 +29,10 @@ class Account:
             self.courses.append(sim.add_course(f"Course {n}", sis_course_id=f"C-{n}")["id"])
         canvas = Canvas(f"{proxy.url}/i/roster-sync", world.admin["token"])
         students = world.students
+        # A parent linked to the first student: Canvas makes their ObserverEnrollment itself,
+        # beside each student row (the lookup's linked-observer rule).
+        parent = sim.add_user("Pat Parent", sis_user_id="P-1")
+        sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": students[0]["id"]})
         for index, course_id in enumerate(self.courses):
             course = canvas.get_course(course_id)
             course.enroll_user(students[0]["id"], enrollment={"enrollment_state": "active"})
@@ -98,6 +102,8 @@ def test_each_account_verdict_equals_the_course_lookup(world, sim, cli_env):
     # Every origin is there: proxy-made, SIS (new, adopted and claimed), UI, bypass.
     verdicts = {row["provenance"] for row in audited.values()}
     assert {"integration", "sis", "manual"} <= verdicts
+    observers = [r for r in audited.values() if r["type"] == "ObserverEnrollment"]
+    assert len(observers) == 3 and all(r["linked_to"] and r["provenance"] == "integration" for r in observers)
     assert compared == len(audited) > 30
     # What the report leaves out: deleted rows that no SIS batch touched; nothing else.
     missing = {i: r for i, r in looked_up.items() if i not in audited}
@@ -121,8 +127,10 @@ def test_a_proxy_made_row_claimed_by_sis_stays_integration_and_says_why(world, s
 def test_predates_ledger_is_unknown_not_false_without_the_ledgers_created_at(world, sim, cli_env):
     rows = ndjson(audit_account("1", "--format", "ndjson", token=world.admin["token"]).stdout)
     seen = [r for r in rows if r["ledger"] is not None]
-    unseen = [r for r in rows if r["ledger"] is None]
-    assert all(r["predates_ledger"] is False and r["created_at"] for r in seen)
+    # (A linked observer's row has Canvas's created_at, asked for the link's timing.)
+    observers = [r for r in rows if r["ledger"] is None and r["type"] == "ObserverEnrollment"]
+    unseen = [r for r in rows if r["ledger"] is None and r["type"] != "ObserverEnrollment"]
+    assert all(r["predates_ledger"] is False and r["created_at"] for r in seen + observers)
     assert all(r["predates_ledger"] is None and r["created_at"] is None for r in unseen)
     assert all("cannot be told" in r["reason"] for r in unseen if r["provenance"] == "manual")
 
@@ -193,7 +201,13 @@ def test_from_report_judges_a_downloaded_file_without_canvas(world, sim, cli_env
     monkeypatch.setenv("LEDGER_PROXY_CANVAS_URL", "http://127.0.0.1:9")  # never asked
     offline = audit_account("1", "--from-report", str(report), "--format", "ndjson")
     assert offline.exit_code == 0, offline.output
-    assert ndjson(offline.stdout) == ndjson(live.stdout)
+    # The same, except linked observers' rows: offline, Canvas is not asked for their
+    # students, so they are judged on their own evidence.
+    on_their_own = [r for r in ndjson(offline.stdout) if r["type"] == "ObserverEnrollment"]
+    assert on_their_own and {r["linked_to"] for r in on_their_own} == {None}
+    assert [r for r in ndjson(offline.stdout) if r["type"] != "ObserverEnrollment"] == [
+        r for r in ndjson(live.stdout) if r["type"] != "ObserverEnrollment"
+    ]
 
 
 def test_a_file_that_is_not_a_report_is_refused(cli_env, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import canvasapi
@@ -83,6 +84,19 @@ def ui_add(sim: Any, course_id: int, user_id: int, actor: int, **extra: Any) -> 
 def origin(sim: Any, course_id: int, enrollment_id: int) -> dict[str, Any]:
     [row] = [e for e in sim.enrollments(course_id=course_id) if e["id"] == enrollment_id]
     return row["origin"]
+
+
+def linked_parent(sim: Any, student_id: int) -> dict[str, Any]:
+    """A parent account linked to this student before the student is enrolled."""
+    parent = sim.add_user("Pat Parent")
+    sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": student_id})
+    return parent
+
+
+def observer_truth(sim: Any, course_id: int, parent: dict[str, Any]) -> dict[str, Any]:
+    """The parent's one row in the course, as the simulator's ground truth has it."""
+    [observer] = [row for row in sim.enrollments(course_id=course_id) if row["user_id"] == parent["id"]]
+    return observer
 
 
 # -- the seed's story ------------------------------------------------------------------------
@@ -329,6 +343,69 @@ def test_a_linked_observer_enrolled_by_a_proxied_request_is_confirmed_as_its_sid
     assert observer["origin"]["request_context_id"] == row["actor"]["request_id"]
     assert (row["provenance"], row["actor"]["via"]) == ("integration", "canvas")
     assert "confirmed by Canvas" in row["reason"] and "side effect" in row["reason"]
+
+
+# -- Live Events and the linked-observer rule together (issues 10 and 13) ----------------------
+
+
+def test_a_proxied_student_s_linked_observer_follows_it_in_the_same_request(world, subscribed):
+    """Canvas's word (the observer row's request id is the proxy's) and the link agree:
+    `integration`, and `linked_to` names the student enrollment made in that request."""
+    sim, course_id = world.sim, world.course["id"]
+    parent = linked_parent(sim, world.students[5]["id"])
+    subscribed.start()
+    canvas = canvasapi.Canvas(f"{subscribed.proxy.url}/i/roster-sync", world.admin["token"])
+    made = canvas.get_course(course_id).enroll_user(world.students[5]["id"], enrollment={"type": "StudentEnrollment"})
+    subscribed.flush()
+    observer = observer_truth(sim, course_id, parent)
+    assert observer["history"][0]["linked_to"] == made.id  # the simulator's ground truth
+    row = by_id(subscribed.lookup(course_id, world.admin["token"]))[observer["id"]]
+    assert (row["provenance"], row["actor"]["via"]) == ("integration", "canvas"), row["reason"]
+    assert row["linked_to"]["enrollment_id"] == made.id
+    assert f"following student user {world.students[5]['id']}" in row["reason"]
+    assert f"enrollment {made.id}, which roster-sync (user {world.admin['id']}) created through the proxy in that same request" in row["reason"]
+
+
+def test_a_hand_made_student_s_linked_observer_follows_it_by_canvas_s_request_id(world, subscribed):
+    sim, course_id = world.sim, world.course["id"]
+    parent = linked_parent(sim, world.students[6]["id"])
+    subscribed.start()
+    by_hand = ui_add(sim, course_id, world.students[6]["id"], world.teacher["id"], type="StudentEnrollment", user_agent=BROWSER)
+    subscribed.flush()
+    observer = observer_truth(sim, course_id, parent)
+    assert observer["history"][0]["linked_to"] == by_hand["id"]
+    assert observer["origin"]["channel"] == "ui"  # the teacher's request, not the proxy's
+    row = by_id(subscribed.lookup(course_id, world.admin["token"]))[observer["id"]]
+    assert (row["provenance"], row["actor"]["via"]) == ("manual", "canvas"), row["reason"]
+    assert row["linked_to"]["enrollment_id"] == by_hand["id"]
+    assert f"Canvas's Live Events say request {observer['origin']['request_context_id']} made both" in row["reason"]
+    assert "added in the web UI by Terry Teacher" in row["reason"]
+
+
+def test_an_observer_linked_in_the_same_second_is_told_apart_by_canvas_s_request_ids(world, subscribed):
+    """The integration enrolls a student; the parent is linked at once (the same second or the
+    next), so the observer row's created_at is within the allowance of the student's: timing
+    alone would call it the integration's side effect. Canvas's Live Events say the link's own
+    request made it, so it is not."""
+    sim, course_id = world.sim, world.course["id"]
+    subscribed.start()
+    canvas = canvasapi.Canvas(f"{subscribed.proxy.url}/i/roster-sync", world.admin["token"])
+    made = canvas.get_course(course_id).enroll_user(world.students[7]["id"], enrollment={"type": "StudentEnrollment", "enrollment_state": "active"})
+    parent = sim.add_user("Quick Parent")
+    link = sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": world.students[7]["id"], "actor_user_id": world.admin["id"]})
+    subscribed.flush()
+    [observer_id] = link["enrollment_ids"]
+    truth = [row for row in sim.enrollments(course_id=course_id) if row["id"] == observer_id][0]
+    student_truth = [row for row in sim.enrollments(course_id=course_id) if row["id"] == made.id][0]
+    assert truth["history"][0]["cause"] == "observer_link"  # ground truth: the link made it
+    apart = abs(datetime.fromisoformat(truth["created_at"].replace("Z", "+00:00")) - datetime.fromisoformat(student_truth["created_at"].replace("Z", "+00:00")))
+    assert apart <= timedelta(seconds=2)  # within the allowance: the clocks cannot tell
+    row = by_id(subscribed.lookup(course_id, world.admin["token"]))[observer_id]
+    assert row["provenance"] == "manual", row["reason"]
+    assert row["linked_to"] is None
+    assert row["actor"]["request_id"] == truth["origin"]["request_context_id"] != student_truth["origin"]["request_context_id"]
+    assert f"in request {truth['origin']['request_context_id']}, not with their enrollment in this section ({made.id} at" in row["reason"]
+    assert "linked later" in row["reason"]
 
 
 def test_the_section_lookup_names_the_actor_too(world, subscribed):

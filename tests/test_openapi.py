@@ -64,6 +64,8 @@ def test_every_route_of_the_proxys_own_api_is_documented(proxy, document):
 
 
 def enroll_every_way(world, proxy, sim):
+    parent = sim.add_user("Pat Parent")  # Canvas enrolls a linked observer by itself (issue 10)
+    sim.control("POST", "observer_links", {"observer_id": parent["id"], "student_id": world.students[0]["id"]})
     canvas = Canvas(f"{proxy.url}/i/roster-sync", world.admin["token"])
     made = canvas.get_course(world.course["id"]).enroll_user(world.students[0]["id"], enrollment={"enrollment_state": "active"})
     sim.control("POST", "ui/enrollments", {"course_id": world.course["id"], "user_id": world.students[1]["id"], "actor_user_id": world.teacher["id"]})
@@ -79,6 +81,7 @@ def test_lookup_answers_match_the_document(world, proxy, sim, document):
     check(document, path, 200, as_admin)
     verdicts = {row["provenance"] for row in as_admin.json()["enrollments"]}
     assert verdicts == {"integration", "manual", "sis"}
+    assert any(row["linked_to"] for row in as_admin.json()["enrollments"])
     schemas.LookupResult().load(as_admin.json())  # the marshmallow schema agrees (unknown: RAISE)
     as_teacher = requests.get(url, headers={"Authorization": f"Bearer {world.teacher['token']}"}, timeout=10)
     check(document, path, 200, as_teacher)  # SIS fields hidden: unknown verdicts, null SIS ids

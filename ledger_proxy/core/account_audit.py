@@ -27,23 +27,23 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, TextIO
 
 import sqlite_utils
 
 from ..upstream import reports
-from ..upstream.canvas import CanvasClient
+from ..upstream.canvas import CanvasClient, CanvasRefused, enrollments_target
 from . import ledger, lookup, provenance
 from .export import FORMULA_STARTS, neutralise
 from .live_events import VIAS
-from .provenance import Evidence
 from .sis_roster import BUILT_IN_ROLES
 from .util import parse_time
-from .vocab import MANUAL, VERDICTS
+from .vocab import ALL_STATES, MANUAL, VERDICTS
 
 CHUNK = 1000
 MAX_PROBLEMS = 1000  # problems kept to show; all are counted
@@ -212,6 +212,7 @@ def _listing_row(cells: dict[str, str]) -> dict[str, Any]:
         "user_id": _id(cells, "canvas_user_id"),
         "course_id": _id(cells, "canvas_course_id"),
         "course_section_id": _id(cells, "canvas_section_id"),
+        "associated_user_id": _id(cells, "canvas_associated_user_id", required=False),
         "type": type_,
         # A listing names a built-in role by its type; the report by its SIS word.
         "role": BUILT_IN_ROLES.get(role, role) if role else type_,
@@ -251,36 +252,65 @@ def judged(
     *,
     allowance: timedelta,
     provenance_filter: str | None = None,
+    students: lookup.StudentRows | None = None,
+    rows_of: lookup.StudentRows | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Each well-formed row of the report with its verdict (those `provenance_filter`
-    keeps); every verdict, kept or not, is counted in `tally`."""
+    keeps); every verdict, kept or not, is counted in `tally`. `students` reads from Canvas
+    the student enrollments a linked observer's row may follow, as the lookup does, and
+    `rows_of` a user's enrollments in a course (for an observer row's created_at, which the
+    report lacks and the link's timing needs); without them (a report file judged offline)
+    observers' rows are judged on their own evidence."""
     roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
     recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
+    # The report has no `user` objects: actors are named from stored Live Events only.
+    names: dict[int, str] = {}
+    links = (
+        lookup.Links(db, students, roster_loaded, recording_since, allowance, names)
+        if students
+        else None
+    )
+
+    def judged_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        rows = [row for _, row in chunk]
+        context = lookup.Context.load(db, rows, roster_loaded, recording_since, names)
+        context.links = links
+        if rows_of is not None:
+            _observers_created_at(context, rows, rows_of)
+        yield from _judge_chunk(context, chunk, tally, allowance, provenance_filter)
+
     chunk: list[tuple[int, dict[str, Any]]] = []
     for numbered in report_rows(lines, tally):
         chunk.append(numbered)
         if len(chunk) == CHUNK:
-            yield from _judge_chunk(db, chunk, tally, allowance, recording_since, roster_loaded,
-                                    provenance_filter)  # fmt: skip
+            yield from judged_chunk(chunk)
             chunk = []
-    yield from _judge_chunk(db, chunk, tally, allowance, recording_since, roster_loaded,
-                            provenance_filter)  # fmt: skip
+    if chunk:
+        yield from judged_chunk(chunk)
+
+
+def _observers_created_at(
+    context: lookup.Context, rows: list[dict[str, Any]], rows_of: lookup.StudentRows
+) -> None:
+    """Canvas's created_at for each linked observer's row the proxy did not see made: the
+    report has none, and which student row Canvas made it with is told by the time."""
+    for row in rows:
+        if row["type"] != lookup.OBSERVER or row["associated_user_id"] is None:
+            continue
+        if row["id"] in context.records:
+            continue  # the ledger has Canvas's created_at (judge() takes it)
+        for listed in rows_of(row["course_id"], row["user_id"]) or ():
+            if listed.get("id") == row["id"]:
+                row["created_at"] = listed.get("created_at")
 
 
 def _judge_chunk(
-    db: sqlite_utils.Database,
+    context: lookup.Context,
     chunk: list[tuple[int, dict[str, Any]]],
     tally: Tally,
     allowance: timedelta,
-    recording_since: datetime | None,
-    roster_loaded: bool,
     provenance_filter: str | None,
 ) -> Iterator[dict[str, Any]]:
-    if not chunk:
-        return
-    rows = [row for _, row in chunk]
-    # The report has no `user` objects: actors are named from stored Live Events only.
-    context = lookup.Context.load(db, rows, roster_loaded, recording_since, {})
     for line, row in chunk:
         item = judge(context, row, allowance)
         item["line"] = line
@@ -290,39 +320,29 @@ def _judge_chunk(
 
 
 def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
-    """One report row, judged by the lookup's rules on the evidence the report gives."""
+    """One report row, judged by the lookup's rules on the evidence the lookup gathers, with
+    what the report says in place of what a listing would."""
     record = context.records.get(row["id"])
     if record is not None and record.get("canvas_created_at"):
         row["created_at"] = record["canvas_created_at"]  # Canvas's, as the proxy recorded it
-    sis_user_id, sis_course_id, sis_section_id = provenance.canvas_sis_ids(row)
-    in_roster = (
-        context.roster.matches(row, sis_user_id, sis_course_id, sis_section_id)
-        if context.roster is not None
-        else None
-    )
-    created_at = parse_time(row["created_at"])
-    evidence = Evidence(
-        ledger=lookup.ledger_record(record),
+    evidence, in_roster = context.evidence(row, record, allowance)
+    evidence = replace(
+        evidence,
         sis_visible=True,  # the report always has created_by_sis
-        sis_import_id=None,  # not in the report: created_by_sis stands for it
-        in_sis_roster=in_roster,
-        created_at=created_at,
-        recording_since=context.recording_since,
-        allowance=allowance,
-        pending_request_id=context._pending(row, sis_user_id, sis_course_id, sis_section_id),
-        actor=context._actor_evidence(row["id"]),
-        created_by_sis=row["created_by_sis"],
+        created_by_sis=row["created_by_sis"],  # where a listing shows sis_import_id
     )
-    verdict = provenance.classify(evidence)
+    if context.links is not None:
+        evidence = replace(evidence, link=context.links.link(row, evidence))
+    verdict = provenance.judge(evidence)
     reason = verdict.reason
-    if created_at is None and verdict.provenance == MANUAL:
+    if evidence.created_at is None and verdict.provenance == MANUAL:
         reason += NO_CREATED_AT
     actor = context._actor_json(row["id"])
     return {
         **row,
         "provenance": verdict.provenance,
         "reason": reason,
-        "predates_ledger": verdict.predates_ledger if created_at is not None else None,
+        "predates_ledger": verdict.predates_ledger if evidence.created_at is not None else None,
         "ledger": lookup.ledger_json(record),
         "in_sis_roster": in_roster,
         "sis_visible": True,
@@ -330,6 +350,7 @@ def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) ->
         # How Canvas's Live Event says the row was made (ui, api, sis, self, canvas), if one
         # was received (core/live_events.derive_via); null otherwise.
         "via": actor["via"] if actor else None,
+        "linked_to": lookup.linked_json(row, verdict),
     }
 
 
@@ -432,13 +453,33 @@ def run(
     CanvasRefused and the Canvas failures."""
     tally = Tally()
     watchers = watchers or Watchers()
+    students = rows_of = None
+    if not request.from_report:
+        gate = threading.Lock()
+        students = lookup.student_rows(canvas, token, None, gate)
+        rows_of = _user_rows(canvas, token, gate)
     with _report_lines(canvas, token, request, watchers) as lines:
         items = judged(
             db, counting(lines, watchers.on_read), tally, allowance=allowance,
-            provenance_filter=request.provenance_filter,
+            provenance_filter=request.provenance_filter, students=students, rows_of=rows_of,
         )  # fmt: skip
         write(items, request.fmt, out)
     return tally
+
+
+def _user_rows(canvas: CanvasClient, token: str, gate: threading.Lock) -> lookup.StudentRows:
+    """(course id, user id) -> the user's enrollments in the course as Canvas shows them, or
+    None when Canvas refused."""
+
+    def read(course_id: int, user_id: int) -> list[dict[str, Any]] | None:
+        target = enrollments_target("courses", str(course_id), ALL_STATES, user_ref=str(user_id))
+        try:
+            with gate:
+                return [row for page in canvas.pages(target, token) for row in page]
+        except CanvasRefused:
+            return None
+
+    return read
 
 
 @contextlib.contextmanager

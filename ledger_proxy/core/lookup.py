@@ -11,16 +11,25 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlite_utils
 
-from ..upstream.canvas import CanvasClient, enrollments_target
+from ..upstream.canvas import CanvasClient, CanvasRefused, enrollments_target
 from . import ledger, live_store, provenance
 from .live_events import actor_json, derive_via
-from .provenance import ActorEvidence, Evidence, LedgerRecord, SisImportRecord, SisUpload
+from .provenance import (
+    ActorEvidence,
+    Evidence,
+    LedgerRecord,
+    LinkedStudent,
+    ObserverLink,
+    ProxyChange,
+    SisImportRecord,
+    SisUpload,
+)
 from .sis_roster import Roster
 from .util import as_int, parse_time
 from .vocab import ADOPTED, ALL_STATES, AMBIGUOUS, CREATED, LISTED_STATES
@@ -94,16 +103,58 @@ def judged(
     reader token, once both listings are in: whether it is needed shows only at the end).
     Every (verdict, actor's via), kept by the query's filter or not, is appended to `verdicts`."""
     pages_: Iterable[list[dict[str, Any]]]
+    gate = threading.Lock()  # one request to Canvas at a time, the cause reads included
     if sis_reader:
         rows = fetch(canvas, token, query, on_page)
         if any("sis_import_id" not in row for row in rows):
             add_sis_fields(rows, fetch(canvas, sis_reader, query))
         pages_ = [rows]
     else:
-        pages_ = counted(prefetched(pages(canvas, token, query)), on_page)
+        pages_ = counted(prefetched(one_at_a_time(pages(canvas, token, query), gate)), on_page)
     return judge_pages(
-        db, pages_, verdicts, allowance=allowance, provenance_filter=query.provenance
+        db,
+        pages_,
+        verdicts,
+        allowance=allowance,
+        provenance_filter=query.provenance,
+        students=student_rows(canvas, token, sis_reader, gate),
     )
+
+
+StudentRows = Callable[[int, int], "list[dict[str, Any]] | None"]
+OBSERVER, STUDENT = "ObserverEnrollment", "StudentEnrollment"
+
+
+def student_rows(
+    canvas: CanvasClient, token: str, sis_reader: str | None, gate: threading.Lock
+) -> StudentRows:
+    """(course id, user id) -> that user's StudentEnrollments in the course as Canvas shows
+    them to the caller (every state; SIS fields from the reader token when the caller's lack
+    them), or None when Canvas refused: the causes a linked observer's row may follow."""
+
+    def read(course_id: int, user_id: int) -> list[dict[str, Any]] | None:
+        target = enrollments_target("courses", str(course_id), ALL_STATES, user_ref=str(user_id))
+        with gate:
+            return _student_rows(canvas, target, token, sis_reader)
+
+    return read
+
+
+def _student_rows(
+    canvas: CanvasClient, target: str, token: str, sis_reader: str | None
+) -> list[dict[str, Any]] | None:
+    try:
+        rows = [
+            row
+            for page in canvas.pages(target, token)
+            for row in page
+            if isinstance(row, dict) and row.get("type") == STUDENT
+        ]
+        if sis_reader and any("sis_import_id" not in row for row in rows):
+            add_sis_fields(rows, [r for page in canvas.pages(target, sis_reader) for r in page])
+    except CanvasRefused:
+        return None
+    return rows
 
 
 def fetch(
@@ -174,6 +225,17 @@ def prefetched(items: Iterator[_Item]) -> Iterator[_Item]:
         stop.set()  # a caller that stops early costs at most the request in flight
 
 
+def one_at_a_time(items: Iterator[_Item], gate: threading.Lock) -> Iterator[_Item]:
+    """`items`, each fetched holding `gate`, so that a read made while judging waits for the
+    page being fetched ahead (and the reverse)."""
+    while True:
+        with gate:
+            item = next(items, _DONE)
+        if item is _DONE:
+            return
+        yield item
+
+
 def add_sis_fields(rows: list[dict[str, Any]], reader_rows: Iterable[Mapping[str, Any]]) -> None:
     """Copy SIS fields from a SIS-reading token's listing onto the caller's rows (same ids
     only: the caller never sees a row Canvas did not show them)."""
@@ -192,9 +254,12 @@ def judge_pages(
     *,
     allowance: timedelta,
     provenance_filter: str | None = None,
+    students: StudentRows | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Each page's rows with their verdicts (those `provenance_filter` keeps), judged as the
     page arrives; every (verdict, actor's via), kept or not, is appended to `verdicts`.
+    `students` reads the enrollments a linked observer's row may follow (Canvas lists
+    observers before students, so they are asked for, not waited for).
 
     The ledger is read for each page after Canvas served it, so a create through the proxy
     that Canvas already shows is in the ledger as settled or as pending, never missed.
@@ -204,9 +269,15 @@ def judge_pages(
     roster_loaded = ledger.meta(db, ledger.ROSTER_LOADED_AT) is not None
     recording_since = parse_time(ledger.meta(db, ledger.RECORDING_SINCE))
     names: dict[int, str] = {}
+    links = (
+        _Links(db, students, roster_loaded, recording_since, allowance, names)
+        if students
+        else None
+    )
     for page in pages:
         _listed_names(page, names)
         context = _Context.load(db, page, roster_loaded, recording_since, names)
+        context.links = links
         kept = []
         for row in page:
             item = context.judge(row, allowance)
@@ -239,6 +310,7 @@ class _Context:
     actors: dict[int, live_store.Found]
     names: dict[int, str]
     sis_uploads: dict[int, SisUpload]
+    links: _Links | None = None
 
     @classmethod
     def load(
@@ -262,6 +334,32 @@ class _Context:
     def judge(self, row: dict[str, Any], allowance: timedelta) -> dict[str, Any]:
         enrollment_id = as_int(row.get("id"))
         record = self.records.get(enrollment_id) if enrollment_id is not None else None
+        evidence, in_roster = self.evidence(row, record, allowance)
+        if self.links is not None:
+            evidence = replace(evidence, link=self.links.link(row, evidence))
+        verdict = provenance.judge(evidence)
+        item = {field: row.get(field) for field in CANVAS_FIELDS}
+        if isinstance(row.get("user"), dict):
+            user = row["user"]
+            item["user"] = {key: user.get(key) for key in ("id", "name", "sortable_name")}
+        item.update(
+            provenance=verdict.provenance,
+            reason=verdict.reason,
+            predates_ledger=verdict.predates_ledger,
+            ledger=_ledger_json(record),
+            in_sis_roster=in_roster,
+            sis_visible="sis_import_id" in row,
+            actor=self._actor_json(enrollment_id),
+            linked_to=_linked_json(row, verdict),
+        )
+        return item
+
+    def evidence(
+        self, row: dict[str, Any], record: Mapping[str, Any] | None, allowance: timedelta
+    ) -> tuple[Evidence, bool | None]:
+        """What the ledger, Canvas, its Live Events and the SIS roster say of one row (and its
+        roster match)."""
+        enrollment_id = as_int(row.get("id"))
         sis_visible = "sis_import_id" in row
         sis_import_id = as_int(row.get("sis_import_id"))
         sis_user_id, sis_course_id, sis_section_id = provenance.canvas_sis_ids(row)
@@ -283,21 +381,7 @@ class _Context:
             actor=self._actor_evidence(enrollment_id),
             sis_upload=self.sis_uploads.get(sis_import_id) if sis_import_id is not None else None,
         )
-        verdict = provenance.classify(evidence)
-        item = {field: row.get(field) for field in CANVAS_FIELDS}
-        if isinstance(row.get("user"), dict):
-            user = row["user"]
-            item["user"] = {key: user.get(key) for key in ("id", "name", "sortable_name")}
-        item.update(
-            provenance=verdict.provenance,
-            reason=verdict.reason,
-            predates_ledger=verdict.predates_ledger,
-            ledger=_ledger_json(record),
-            in_sis_roster=in_roster,
-            sis_visible=sis_visible,
-            actor=self._actor_json(enrollment_id),
-        )
-        return item
+        return evidence, in_roster
 
     def _actor_evidence(self, enrollment_id: int | None) -> ActorEvidence | None:
         found = self.actors.get(enrollment_id) if enrollment_id is not None else None
@@ -383,6 +467,106 @@ def _actor_names(
         for user_id, name in ledger.live_event_user_names(db, course_id, user_ids).items():
             names.setdefault(user_id, name)
     return names
+
+
+class _Links:
+    """The causes of linked observers' rows (§2.6, §5): for an ObserverEnrollment with an
+    associated user, that user's StudentEnrollments in the row's section, each judged as the
+    lookup judges any row (its Live Events included: the request that made it). Read once
+    per (course, student) for the whole lookup; actors are named from the lookup's `names`."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        students: StudentRows,
+        roster_loaded: bool,
+        recording_since: datetime | None,
+        allowance: timedelta,
+        names: dict[int, str],
+    ) -> None:
+        self.db, self.students, self.allowance = db, students, allowance
+        self.roster_loaded, self.recording_since = roster_loaded, recording_since
+        self.names = names
+        self.cache: dict[tuple[int, int], list[tuple[dict[str, Any], LinkedStudent]] | None] = {}
+
+    def link(self, row: Mapping[str, Any], evidence: Evidence) -> ObserverLink | None:
+        student_id = as_int(row.get("associated_user_id"))
+        course_id = as_int(row.get("course_id"))
+        if row.get("type") != OBSERVER or student_id is None or course_id is None:
+            return None
+        if evidence.ledger is not None and evidence.ledger.origin_action == CREATED:
+            return None  # the proxy saw a request of its own make it: nothing to ask Canvas
+        judged = self._judged(course_id, student_id)
+        observer = _person(row.get("user_id"), row.get("user"))
+        if judged is None:
+            return ObserverLink(observer, student_id, f"user {student_id}", None)
+        section = as_int(row.get("course_section_id"))
+        in_section = [
+            (student, linked)
+            for student, linked in judged
+            if as_int(student.get("course_section_id")) == section
+        ]
+        name = _person(student_id, judged[0][0].get("user") if judged else None)
+        return ObserverLink(observer, student_id, name, tuple(item for _, item in in_section))
+
+    def _judged(
+        self, course_id: int, student_id: int
+    ) -> list[tuple[dict[str, Any], LinkedStudent]] | None:
+        key = (course_id, student_id)
+        if key not in self.cache:
+            rows = self.students(course_id, student_id)
+            self.cache[key] = None if rows is None else self._judge(rows)
+        return self.cache[key]
+
+    def _judge(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], LinkedStudent]]:
+        context = _Context.load(
+            self.db, rows, self.roster_loaded, self.recording_since, self.names
+        )
+        judged = []
+        for row in rows:
+            enrollment_id = as_int(row.get("id"))
+            if enrollment_id is None:
+                continue
+            record = context.records.get(enrollment_id)
+            evidence, _ = context.evidence(row, record, self.allowance)
+            verdict = provenance.classify(evidence)
+            changes = self._changes(enrollment_id) if record is not None else ()
+            linked = LinkedStudent(
+                enrollment_id, evidence.created_at, verdict, evidence.ledger, changes,
+                evidence.actor,
+            )
+            judged.append((row, linked))
+        return judged
+
+    def _changes(self, enrollment_id: int) -> tuple[ProxyChange, ...]:
+        """The proxy's requests that changed this row after it existed (not its creation)."""
+        changes = []
+        for event in ledger.enrollment_history(self.db, enrollment_id):
+            at = parse_time(event["canvas_updated_at"]) or parse_time(event["recorded_at"])
+            if event["action"] != CREATED and at is not None:
+                changes.append(
+                    ProxyChange(
+                        event["action"], event["integration"], event["actor_user_id"], at,
+                        event["canvas_request_id"],
+                    )
+                )
+        return tuple(changes)
+
+
+def _person(user_id: Any, user: Any) -> str:
+    name = user.get("name") if isinstance(user, dict) else None
+    return f"user {user_id} ({name})" if name else f"user {user_id}"
+
+
+def _linked_json(row: Mapping[str, Any], verdict: provenance.Verdict) -> dict[str, Any] | None:
+    """The evidence of a linked observer's row: the student enrollment it follows."""
+    if verdict.follows is None:
+        return None
+    return {
+        "enrollment_id": verdict.follows,
+        "user_id": as_int(row.get("associated_user_id")),
+        "course_section_id": as_int(row.get("course_section_id")),
+    }
 
 
 def _unsettled(request: Mapping[str, Any]) -> _Unsettled:
@@ -484,5 +668,7 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # What core/account_audit.py shares of the lookup: the same join with the ledger and the same
 # evidence, for the rows of Canvas's provisioning report.
 Context = _Context
+Links = _Links
 ledger_record = _ledger_record
 ledger_json = _ledger_json
+linked_json = _linked_json

@@ -24,17 +24,59 @@ The verdicts, strongest evidence first:
 A Live Event never overrides what the ledger saw, and only an ``enrollment_created`` says who
 *made* a row: an ``enrollment_updated`` (Canvas reuses a row on re-enrollment) says who last
 re-enrolled or changed it, and is worded so.
+
+Before that ladder, `judge` asks whether Canvas made the row by itself (§2.6, §5): an
+``ObserverEnrollment`` for a linked observer, made with the StudentEnrollment it follows (same
+associated user, same section, created within the clock allowance of that enrollment). Such a
+row takes the verdict of the student's enrollment, its cause (``integration`` when the proxy saw
+that enrollment made); ``unknown`` when Canvas did not show the caller the student's
+enrollments. An observer row made when a request through the proxy restored the student's row
+(within the allowance of Canvas's answer to it) is ``integration`` by that request. An observer
+row made at any other time (added by hand, or linked later) is judged by the ladder on its own.
+Rows that cross-listing or a user merge moved keep their ids, so the ledger still finds them by
+id.
+
+Live Events and that rule: Canvas's own word about the observer row is stronger evidence than
+the timing inference, so it is asked first (`made_in`, `_decided_by_canvas`).
+
+- The row's ``enrollment_created`` names a request the proxy forwarded (``proxied``; a linked
+  observer's row then reads ``via: canvas``), or the SIS importer's job: the ladder decides by
+  that event alone (``integration`` confirmed by Canvas, or ``sis``), whatever the timing says
+  and even when Canvas hides the student's enrollments from the caller. The row still follows
+  (``follows``, the lookup's ``linked_to``) the student enrollment Canvas made in that same
+  request (or that the proxy restored in it), when there is one; never one found by timing (a
+  job names no request, so the SIS importer's row follows none).
+- Otherwise, when the row's ``enrollment_created`` names a request: the student enrollment made
+  in that same request (its own ``enrollment_created``, or Canvas's answer to the proxy's create
+  of it, ``LedgerRecord.canvas_request_id``) is the cause, whatever the clocks say; a student
+  enrollment Canvas says another request made is never the cause, even within the allowance;
+  one whose request is not known is matched by timing, as without Live Events. A restore
+  through the proxy is not the cause either: Canvas says a request the proxy did not forward
+  made the row.
+- Without a Live Event that names a request (none stored, only an ``enrollment_updated``, or a
+  job other than the SIS importer's), the timing rule above stands alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from .live_events import VIAS
-from .vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS  # noqa: F401
+from .vocab import (  # noqa: F401
+    ACTION_BY_KIND,
+    ADOPTED,
+    AMBIGUOUS,
+    CREATED,
+    INTEGRATION,
+    MANUAL,
+    PENDING,
+    SIS,
+    UNKNOWN,
+    VERDICTS,
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +141,7 @@ class Evidence:
     sis_import: SisImportRecord | None = None
     actor: ActorEvidence | None = None
     sis_upload: SisUpload | None = None
+    link: ObserverLink | None = None  # for an ObserverEnrollment with an associated user
     # The provisioning report's created_by_sis: an SIS batch last claimed the row (§2.2), where
     # a listing shows its sis_import_id (core/account_audit.py); None from a listing.
     created_by_sis: bool | None = None
@@ -109,6 +152,43 @@ class Verdict:
     provenance: str
     reason: str
     predates_ledger: bool
+    follows: int | None = None  # the student enrollment a linked observer row follows
+
+
+@dataclass(frozen=True)
+class ProxyChange:
+    """A request through the proxy that changed an existing enrollment (the ledger's event)."""
+
+    action: str  # adopted, reactivated, accepted, ...
+    integration: str | None
+    actor_user_id: int | None
+    at: datetime  # Canvas's updated_at in its answer, else when the proxy recorded it
+    request_id: str | None = None  # Canvas's request id (X-Request-Context-Id) in its answer
+
+
+@dataclass(frozen=True)
+class LinkedStudent:
+    """One StudentEnrollment of the observed user in the observer row's section, as Canvas
+    listed it, with the verdict that row got, the proxy's later changes to it and what
+    Canvas's Live Events say of who made it."""
+
+    enrollment_id: int
+    created_at: datetime | None
+    verdict: Verdict
+    ledger: LedgerRecord | None
+    changes: tuple[ProxyChange, ...] = ()
+    actor: ActorEvidence | None = None
+
+
+@dataclass(frozen=True)
+class ObserverLink:
+    """What bears on whether Canvas made an ObserverEnrollment itself, for a linked observer."""
+
+    observer: str  # "user 12 (Pat Parent)"
+    student_id: int  # the row's associated_user_id
+    student: str
+    # The student's StudentEnrollments in the row's section; None: Canvas did not show them.
+    students: tuple[LinkedStudent, ...] | None
 
 
 def _who(
@@ -301,6 +381,233 @@ def classify(evidence: Evidence) -> Verdict:
     if old:
         reason += "; it predates the ledger, so this only means the proxy never saw it"
     return Verdict(MANUAL, reason, old)
+
+
+def judge(evidence: Evidence) -> Verdict:
+    """`classify`, after asking whether Canvas made the row itself following another row (and
+    first what Canvas's own Live Event of the row says of that: see the module's docstring)."""
+    linked = linked_verdict(evidence)
+    if linked is not None:
+        return linked
+    verdict = classify(evidence)
+    note = unlinked_note(evidence)
+    return replace(verdict, reason=verdict.reason + note) if note else verdict
+
+
+def _own_create(evidence: Evidence) -> bool:
+    return evidence.ledger is not None and evidence.ledger.origin_action == CREATED
+
+
+def made_in(student: LinkedStudent) -> str | None:
+    """The Canvas request (X-Request-Context-Id) that made this student enrollment, as Canvas
+    said it: its own ``enrollment_created`` Live Event, else Canvas's answer to the proxy's
+    create of it; None when neither says."""
+    actor = student.actor
+    if actor is not None and actor.created and actor.request_id:
+        return actor.request_id
+    record = student.ledger
+    if record is not None and record.origin_action == CREATED:
+        return record.canvas_request_id
+    return None
+
+
+def _row_request(evidence: Evidence) -> str | None:
+    """The Canvas request that made this row, by its own ``enrollment_created`` Live Event."""
+    actor = evidence.actor
+    return actor.request_id if actor is not None and actor.created and actor.request_id else None
+
+
+def _decided_by_canvas(evidence: Evidence) -> bool:
+    """Does the row's own ``enrollment_created`` decide its verdict by itself: it names a request
+    the proxy forwarded, or the SIS importer's job (Canvas's word, stronger than any timing)?"""
+    actor = evidence.actor
+    return actor is not None and actor.created and (actor.proxied or actor.via == SIS)
+
+
+def made_with(evidence: Evidence) -> LinkedStudent | None:
+    """The student enrollment this observer row was made with: the one Canvas says was made in
+    the same request as the row (`made_in`); else, of those Canvas does not say another request
+    made, the one created within the allowance of the row (Canvas makes both in one request);
+    the nearest when several are."""
+    link = evidence.link
+    if link is None or not link.students:
+        return None
+    request = _row_request(evidence)
+    if request is not None:
+        same = [student for student in link.students if made_in(student) == request]
+        if same:
+            return same[0]
+    if evidence.created_at is None:
+        return None
+    created_at = evidence.created_at
+    near = [
+        (abs(student.created_at - created_at), student)
+        for student in link.students
+        if student.created_at is not None
+        and abs(student.created_at - created_at) <= evidence.allowance
+        and (request is None or made_in(student) is None)
+    ]
+    return min(near, key=lambda pair: pair[0])[1] if near else None
+
+
+def linked_verdict(evidence: Evidence) -> Verdict | None:
+    """The verdict of a row Canvas made for a linked observer, from its cause; None when the row
+    is not one (or the proxy saw it made by a request of its own). A row whose own Live Event
+    decides its verdict (`_decided_by_canvas`) gets that verdict, following its cause only when
+    Canvas made both in one request."""
+    link = evidence.link
+    if link is None or _own_create(evidence):
+        return None
+    if _decided_by_canvas(evidence):
+        return _canvas_decided(evidence, link)
+    if link.students is None:
+        said = (
+            f"; Canvas's Live Event says it was {described(evidence.actor)}"
+            if evidence.actor is not None
+            else ""
+        )
+        return Verdict(
+            UNKNOWN,
+            f"an observer row for {link.observer}, observing {link.student}, that Canvas makes "
+            "by itself when a linked observer's student is enrolled; Canvas did not show this "
+            f"caller {link.student}'s enrollments, so whether it made this row cannot be "
+            f"told{said}",
+            predates(evidence),
+        )
+    cause = made_with(evidence)
+    if cause is None:
+        return restored_with(evidence)
+    head = (
+        f"made by Canvas for observer {link.observer}, following student {link.student}'s "
+        f"enrollment {cause.enrollment_id}"
+    )
+    verdict = cause.verdict
+    if verdict.provenance == INTEGRATION and cause.ledger is not None:
+        record = cause.ledger
+        reason = (
+            f"{head} that {_record_who(record)} created through the proxy on "
+            f"{_day(record.recorded_at)}"
+        )
+    else:
+        reason = f"{head}, which is {verdict.provenance}: {verdict.reason}"
+    request = _row_request(evidence)
+    if request is not None and made_in(cause) == request:
+        reason += (
+            f"; Canvas's Live Events say request {request} made both: this row is that "
+            "request's side effect"
+        )
+    if evidence.sis_import_id is not None and verdict.provenance != SIS:
+        reason += (
+            f"; Canvas now shows sis_import_id {evidence.sis_import_id} on this row: a later SIS "
+            "import claimed it, which does not make SIS its creator"
+        )
+    return Verdict(verdict.provenance, reason, verdict.predates_ledger, cause.enrollment_id)
+
+
+def _canvas_decided(evidence: Evidence, link: ObserverLink) -> Verdict:
+    """A linked observer's row whose own Live Event decides it: the ladder's verdict from that
+    event, following the student enrollment Canvas made (or the proxy restored) in the same
+    request, if any; never one matched only by timing."""
+    verdict = classify(evidence)
+    request = _row_request(evidence)
+    students = link.students or ()
+    if request is None:
+        return verdict
+    for student in students:
+        if made_in(student) == request:
+            by = (
+                f", which {_record_who(student.ledger)} created through the proxy"
+                if student.ledger is not None and student.ledger.origin_action == CREATED
+                else ""
+            )
+            return Verdict(
+                verdict.provenance,
+                f"{verdict.reason}; made by Canvas for observer {link.observer}, following "
+                f"student {link.student}'s enrollment {student.enrollment_id}{by} in that same "
+                "request",
+                verdict.predates_ledger,
+                student.enrollment_id,
+            )
+    for student in students:
+        for change in student.changes:
+            if change.action in RESTORING and change.request_id == request:
+                return Verdict(
+                    verdict.provenance,
+                    f"{verdict.reason}; made by Canvas for observer {link.observer} when "
+                    f"{_who(change.integration, change.actor_user_id)} {change.action} student "
+                    f"{link.student}'s enrollment {student.enrollment_id} in that same request "
+                    "(Canvas makes a linked observer's row when the student's row is restored)",
+                    verdict.predates_ledger,
+                    student.enrollment_id,
+                )
+    return verdict
+
+
+# The changes through the proxy that can restore a student's row (from deleted, inactive or
+# completed), after which Canvas makes the rows of its linked observers.
+RESTORING = (ADOPTED, ACTION_BY_KIND["enrollment_reactivate"])
+
+
+def restored_with(evidence: Evidence) -> Verdict | None:
+    """An observer row Canvas made when a request through the proxy restored (re-enrolled,
+    reactivated) the student's row: Canvas then makes the rows of observers linked since. Not
+    when the row's own Live Event names a request the proxy did not forward."""
+    link = evidence.link
+    if link is None or not link.students or evidence.created_at is None:
+        return None
+    if _row_request(evidence) is not None and not (evidence.actor and evidence.actor.proxied):
+        return None  # Canvas says another request made it
+    created_at = evidence.created_at
+    near = [
+        (abs(change.at - created_at), student, change)
+        for student in link.students
+        for change in student.changes
+        if change.action in RESTORING and abs(change.at - created_at) <= evidence.allowance
+    ]
+    if not near:
+        return None
+    _, student, change = min(near, key=lambda item: item[0])
+    return Verdict(
+        INTEGRATION,
+        f"made by Canvas for observer {link.observer} when "
+        f"{_who(change.integration, change.actor_user_id)} {change.action} student "
+        f"{link.student}'s enrollment {student.enrollment_id} through the proxy on "
+        f"{_day(change.at)} (Canvas makes a linked observer's row when the student's row is "
+        "restored)",
+        False,
+        student.enrollment_id,
+    )
+
+
+def unlinked_note(evidence: Evidence) -> str:
+    """Why an observer row of a linked kind was not taken as Canvas's side effect."""
+    link = evidence.link
+    if link is None or link.students is None or _own_create(evidence):
+        return ""
+    if _decided_by_canvas(evidence):
+        return ""  # Canvas's own event says what made it (`_canvas_decided`)
+    if not link.students:
+        return (
+            f"; it observes {link.student}, who has no StudentEnrollment in this section, so "
+            "Canvas did not make it as a linked observer's row"
+        )
+    made = ", ".join(
+        f"{student.enrollment_id} at {_moment(student.created_at)}{_in(made_in(student))}"
+        for student in link.students
+    )
+    return (
+        f"; it observes {link.student}, but was made at {_moment(evidence.created_at)}"
+        f"{_in(_row_request(evidence))}, not with their enrollment in this section ({made}): "
+        "an observer added by hand or linked later, not Canvas's row made with that enrollment"
+    )
+
+
+def _in(request: str | None) -> str:
+    return f" in request {request}" if request else ""
+
+
+def _moment(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else "an unknown time"
 
 
 NO_ACTOR = "none"

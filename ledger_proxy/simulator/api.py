@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, request
 
-from ledger_proxy.simulator import errors
+from ledger_proxy.simulator import errors, moves
 from ledger_proxy.simulator.api_enrollments import active_course, locked, path_section
 from ledger_proxy.simulator.jobs import bulk_role, queue_bulk_enrollment, queue_sis_import, run_jobs
 from ledger_proxy.simulator.live_events import emit_sis_batch
@@ -195,3 +195,48 @@ def _maybe_run_jobs() -> None:
     """Jobs run once the response body is built, so clients see them `queued`/`created`."""
     if sim_state().settings.auto_run_jobs:
         run_jobs(sim_state())
+
+
+# -- §5 pathways that move enrollments (simulator/moves.py) ----------------------------------
+
+
+@bp.post("/sections/<section_id>/crosslist/<new_course_id>")
+@locked
+def crosslist_section(section_id: str, new_course_id: str) -> Response:
+    """Cross-list a section into another course (admins only here): its enrollments move."""
+    current = viewer()
+    section = path_section(section_id)
+    course = active_course(new_course_id)
+    if not current.admin:
+        raise errors.forbidden()
+    moves.crosslist(sim_state(), section, course.id, request_context())
+    return canvas_json(section_json(current, section))
+
+
+@bp.delete("/sections/<section_id>/crosslist")
+@locked
+def uncrosslist_section(section_id: str) -> Response:
+    """Back to the course the section came from, with its enrollments."""
+    current = viewer()
+    section = path_section(section_id)
+    if not current.admin:
+        raise errors.forbidden()
+    moves.uncrosslist(sim_state(), section, request_context())
+    return canvas_json(section_json(current, section))
+
+
+@bp.put("/users/<user_id>/merge_into/<destination_user_id>")
+@locked
+def merge_user(user_id: str, destination_user_id: str) -> Response:
+    """Merge a user into another (admins only): the enrollments move to the survivor."""
+    current = viewer()
+    state = sim_state()
+    source = state.find_user(segment(user_id), current.user)
+    target = state.find_user(segment(destination_user_id), current.user)
+    if source is None or target is None:
+        raise errors.not_found()
+    if not current.admin:
+        raise errors.forbidden()
+    if source.id != target.id:
+        moves.merge_users(state, source, target, request_context())
+    return canvas_json(user_json(current, target))

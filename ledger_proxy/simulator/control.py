@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from ledger_proxy.simulator.enrollments import create_linked_enrollment_for
 from ledger_proxy.simulator.jobs import queue_sis_import, run_jobs
 from ledger_proxy.simulator.live_events import LiveEventsConfig, emit_sis_batch
-from ledger_proxy.simulator.models import CHANNELS, Context, User, iso
+from ledger_proxy.simulator.models import CHANNELS, STUDENT, Context, User, iso
 from ledger_proxy.simulator.serialize import ground_truth_json, sis_import_json
 from ledger_proxy.simulator.sis import new_import
 from ledger_proxy.simulator.state import FaultRule, Settings
@@ -364,8 +366,10 @@ def set_clock() -> Response:
 
 @bp.post("/observer_links")
 def link_observer() -> tuple[Response, int]:
-    """`{observer_id, student_id}`: a parent account; the student's new enrollments get linked
-    ObserverEnrollments in the same request, as Canvas's `create_linked_enrollments` does."""
+    """`{observer_id, student_id, actor_user_id?, channel?: ui}`: a parent account
+    (`UserObservationLink.create_or_restore`). The student's new enrollments get linked
+    ObserverEnrollments in the same request; the link itself enrolls the observer in each of
+    the student's active or pending StudentEnrollments now (`create_linked_enrollments`)."""
     data = body()
     state = sim_state()
     with state.lock:
@@ -374,7 +378,27 @@ def link_observer() -> tuple[Response, int]:
         links = state.observer_links.setdefault(student.id, [])
         if observer.id not in links:
             links.append(observer.id)
-        return jsonify({"student_id": student.id, "observer_ids": links}), 201
+        actor_user_id = data.get("actor_user_id")
+        # Linking is a request of its own in Canvas (its own request id, in its Live Events);
+        # without an actor it is a background job's.
+        ctx = Context(
+            channel=data.get("channel") or "ui", actor_user_id=actor_user_id,
+            request_context_id=str(uuid.uuid4()) if actor_user_id is not None else None,
+        )
+        made = []
+        for enrollment in sorted(state.enrollments.values(), key=lambda e: e.id):
+            if (
+                enrollment.user_id == student.id and enrollment.type == STUDENT
+                and enrollment.workflow_state in ("active", "invited", "creation_pending")
+            ):
+                linked = create_linked_enrollment_for(
+                    state, enrollment, observer, ctx, cause="observer_link",
+                )
+                if linked is not None:
+                    made.append(linked.id)
+        return jsonify(
+            {"student_id": student.id, "observer_ids": links, "enrollment_ids": made}
+        ), 201
 
 
 # -- Live Events (simulator/live_events.py) -------------------------------------------------

@@ -88,7 +88,9 @@ def create(
         origin=origin(ctx, now), associated_user_id=options.associated_user_id,
         limit_privileges_to_course_section=options.limit_privileges,
         self_enrolled=options.self_enrolled, start_at=options.start_at, end_at=options.end_at,
-        sis_import_id=ctx.sis_import_id,
+        # A linked observer row copies the student's sis_batch_id only onto a row that already
+        # has one (`Enrollment#update_from`), so a new one never shows an sis_import_id.
+        sis_import_id=None if "linked_to" in options.extra_history else ctx.sis_import_id,
     )
     if workflow_state == "completed":
         enrollment.completed_at = now
@@ -103,19 +105,105 @@ def create(
 def create_linked_enrollments(
     state: SimulatorState, options: EnrollOptions, ctx: Context, student: Enrollment,
 ) -> None:
-    """`after_create :create_linked_enrollments` (§2.6): each observer linked to the student
-    gets an ObserverEnrollment in the same section, made in the same request."""
+    """`after_create :create_linked_enrollments` (§2.6, §5): each observer linked to the
+    student gets an ObserverEnrollment in the same section, made in the same request."""
+    for observer_id in state.observer_links.get(student.user_id, []):
+        observer = state.users.get(observer_id)
+        if observer is not None:
+            create_linked_enrollment_for(state, student, observer, ctx)
+
+
+def linked_state(student_state: str) -> str:
+    """`Enrollment#update_from`: an observer row takes the student's state, but `active` for
+    an invitation (observers are not invited)."""
+    return "active" if student_state == "invited" else student_state
+
+
+def linked_enrollment_for(
+    state: SimulatorState, observer_id: int, student: Enrollment, section_id: int,
+) -> Enrollment | None:
+    """The observer's row that follows this student's row: same associated user and section."""
+    for enrollment in state.course_enrollments(student.course_id):
+        if (
+            enrollment.user_id == observer_id and enrollment.type == OBSERVER
+            and enrollment.associated_user_id == student.user_id
+            and enrollment.course_section_id == section_id
+        ):
+            return enrollment
+    return None
+
+
+def create_linked_enrollment_for(
+    state: SimulatorState, student: Enrollment, observer: User, ctx: Context,
+    **extra: Any,
+) -> Enrollment | None:
+    """`Enrollment#create_linked_enrollment_for`: nothing when the observer already has a live
+    linked row; a deleted or inactive one is brought back to follow the student; else a new
+    row (history `linked_to` names the student's row: the ground truth of its cause)."""
+    existing = linked_enrollment_for(state, observer.id, student, student.course_section_id)
+    if existing is not None and existing.workflow_state not in ("deleted", "inactive"):
+        return None
+    if existing is not None:
+        follow_student(state, existing, student, ctx, "restore", **extra)
+        return existing
+    linked = EnrollOptions(
+        course=state.courses[student.course_id], section=state.sections[student.course_section_id],
+        user=observer, role=state.built_in_role(OBSERVER), associated_user_id=student.user_id,
+        start_at=student.start_at, end_at=student.end_at,
+        extra_history={"linked_to": student.id, **extra},
+    )
+    return create(state, linked, linked_state(student.workflow_state), ctx)
+
+
+def update_linked_enrollments(
+    state: SimulatorState, student: Enrollment, ctx: Context, *, was_state: str, detail: str,
+) -> None:
+    """`after_save :update_linked_enrollments` (§5): observer rows follow the student's row;
+    one deleted on its own is left deleted; a student row restored from inactive, deleted or
+    completed brings back (or makes) its observers' rows."""
+    if student.type != STUDENT:
+        return
     for observer_id in state.observer_links.get(student.user_id, []):
         observer = state.users.get(observer_id)
         if observer is None:
             continue
-        linked = EnrollOptions(
-            course=options.course, section=options.section, user=observer,
-            role=state.built_in_role(OBSERVER), associated_user_id=student.user_id,
-            extra_history={"linked_to": student.id},
-        )
-        if state.find_match(linked.key()) is None:
-            create(state, linked, "active", ctx)
+        linked = linked_enrollment_for(state, observer_id, student, student.course_section_id)
+        if linked is not None and linked.workflow_state == "deleted" and was_state != "deleted":
+            linked = None  # "we don't want to undelete observer enrollments explicitly deleted"
+        if linked is not None:
+            follow_student(state, linked, student, ctx, detail)
+        elif was_state != student.workflow_state and was_state in (
+            "inactive", "deleted", "completed",
+        ):
+            create_linked_enrollment_for(state, student, observer, ctx)
+
+
+def follow_student(
+    state: SimulatorState, linked: Enrollment, student: Enrollment, ctx: Context, detail: str,
+    **extra: Any,
+) -> None:
+    """`Enrollment#update_from`: the observer row takes the student's state and dates; saved
+    (and so recorded and emitted) only when something changed."""
+    before = linked.workflow_state
+    target = linked_state(student.workflow_state)
+    changed = before != target or (linked.start_at, linked.end_at) != (
+        student.start_at, student.end_at,
+    )
+    if not changed:
+        return
+    now = state.now()
+    linked.workflow_state = target
+    linked.start_at, linked.end_at = student.start_at, student.end_at
+    linked.updated_at = now
+    if target == "completed":
+        linked.completed_at = now
+    elif target == "active":
+        linked.completed_at = None
+    record(
+        linked, ctx, "state_changed", before, target, now, detail=f"linked:{detail}",
+        linked_to=student.id, **extra,
+    )
+    emit_enrollment(state, linked, ctx, created=False)
 
 
 def reuse(
@@ -150,6 +238,7 @@ def reuse(
     )
     if changed:  # Canvas saves (and so emits) only when something changed
         emit_enrollment(state, enrollment, ctx, created=False)
+        update_linked_enrollments(state, enrollment, ctx, was_state=before, detail="reused")
 
 
 def change_state(
@@ -166,6 +255,7 @@ def change_state(
         enrollment.completed_at = None
     record(enrollment, ctx, "state_changed", before, new_state, now, detail=detail)
     emit_enrollment(state, enrollment, ctx, created=False)
+    update_linked_enrollments(state, enrollment, ctx, was_state=before, detail=detail)
 
 
 def origin(ctx: Context, at: datetime) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Section:
     sis_section_id: str | None = None
     integration_id: str | None = None
     workflow_state: str = "active"
+    nonxlist_course_id: int | None = None  # the course it came from, while cross-listed
 
 
 @dataclass

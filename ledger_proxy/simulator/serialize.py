@@ -197,7 +197,7 @@ def section_json(viewer: Viewer, section: Section) -> dict[str, Any]:
         "end_at": None,
         "created_at": iso(section.created_at),
         "restrict_enrollments_to_section_dates": False,
-        "nonxlist_course_id": None,
+        "nonxlist_course_id": section.nonxlist_course_id,
     }
     if viewer.admin:
         data.update(

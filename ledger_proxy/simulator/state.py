@@ -137,6 +137,7 @@ class SimulatorState:
             self.oauth_tokens: dict[str, str] = {}  # token -> client id
             self.oauth_approve: dict[str, Any] = {"user_id": None, "deny": False}
             self.observer_links: dict[int, list[int]] = {}  # student id -> observer ids
+            self.merged_users: dict[int, int] = {}  # merged (deleted) user id -> survivor id
             self.faults = []
             self.request_log.clear()
             self.settings = Settings()

@@ -188,6 +188,14 @@ class Actor(Schema):
     source = _text("Always live_events.", required=True, validate=validate.OneOf(["live_events"]))
 
 
+class LinkedStudentEvidence(Schema):
+    """The student enrollment a linked observer's row was made with (same section)."""
+
+    enrollment_id = _id("The student's Canvas enrollment id.", required=True)
+    user_id = _id("The observed student (the row's associated_user_id).", allow_none=True)
+    course_section_id = _id("The section both rows are in.", allow_none=True)
+
+
 class EnrollmentVerdict(Schema):
     """One Canvas enrollment as Canvas showed it to the caller, with its provenance."""
 
@@ -227,6 +235,15 @@ class EnrollmentVerdict(Schema):
     actor = fields.Nested(
         Actor, required=True, allow_none=True,
         metadata={"description": "Who made it, from Canvas Live Events; null without one."},
+    )
+    linked_to = fields.Nested(
+        LinkedStudentEvidence,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "For an observer row Canvas made itself for a linked observer: the "
+            "student enrollment it follows, whose verdict it takes; null otherwise."
+        },
     )
 
 
