@@ -1,9 +1,10 @@
 """The account audit: Canvas's `provisioning_csv` enrollments, each judged as the lookup judges.
 
 The report (provenance-sources.md §3.2) is read as a stream of lines, a thousand rows at a time
-joined with the ledger, the SIS roster and the SIS jobs the proxy saw (`lookup.Context`), and
-judged by `provenance.classify`, as the course lookup judges a listed row. What the report
-gives differs from a listing, and the verdicts say so:
+joined with the ledger, the SIS roster, the SIS jobs the proxy saw and the stored Live Events
+(`lookup.Context`, whose `evidence` it takes), and judged by `provenance.judge`, as the course
+lookup judges a listed row. What the report gives differs from a listing, and the verdicts say
+so:
 
 - `created_by_sis` stands where a listing shows `sis_import_id`: an SIS batch last claimed the
   row, which is not proof that SIS made it (§2.2); the batch's id is not given, so the SIS
@@ -18,6 +19,9 @@ gives differs from a listing, and the verdicts say so:
   `unknown` verdict (SIS fields hidden from the caller) does not arise.
 - Live Events name the actor as in the lookup (by enrollment id); a name only when a stored
   event gives one (the report has no `user` objects).
+- A linked observer's row follows its student's row (`lookup.Links`), with Canvas asked for
+  the students' rows and the observer row's `created_at`, as the lookup asks; a report file
+  judged offline (`--from-report`) cannot ask, and those rows are judged on their own.
 
 No Flask; the ledger is read through `core/ledger.py` only.
 """
@@ -221,6 +225,9 @@ def _listing_row(cells: dict[str, str]) -> dict[str, Any]:
         "report_status": status,
         "created_by_sis": created_by_sis == "true",
         "created_at": None,
+        # Present, so the SIS fields read as shown (the report always has them): the batch's id
+        # is not given, created_by_sis stands for it (judge()).
+        "sis_import_id": None,
         "sis_user_id": cells.get("user_id") or None,
         "sis_course_id": cells.get("course_id") or None,
         "sis_section_id": cells.get("section_id") or None,
@@ -326,11 +333,8 @@ def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) ->
     if record is not None and record.get("canvas_created_at"):
         row["created_at"] = record["canvas_created_at"]  # Canvas's, as the proxy recorded it
     evidence, in_roster = context.evidence(row, record, allowance)
-    evidence = replace(
-        evidence,
-        sis_visible=True,  # the report always has created_by_sis
-        created_by_sis=row["created_by_sis"],  # where a listing shows sis_import_id
-    )
+    # created_by_sis stands where a listing shows sis_import_id (sis_visible: the row has it).
+    evidence = replace(evidence, created_by_sis=row["created_by_sis"])
     if context.links is not None:
         evidence = replace(evidence, link=context.links.link(row, evidence))
     verdict = provenance.judge(evidence)
@@ -345,7 +349,7 @@ def judge(context: lookup.Context, row: dict[str, Any], allowance: timedelta) ->
         "predates_ledger": verdict.predates_ledger if evidence.created_at is not None else None,
         "ledger": lookup.ledger_json(record),
         "in_sis_roster": in_roster,
-        "sis_visible": True,
+        "sis_visible": evidence.sis_visible,
         "actor": actor,
         # How Canvas's Live Event says the row was made (ui, api, sis, self, canvas), if one
         # was received (core/live_events.derive_via); null otherwise.
