@@ -18,19 +18,21 @@ from pathlib import Path
 # (label, regular expression matched against each frame "function (file:line)").
 PARTS = [
     ("whole request in the worker thread (gthread handle)", r"^(?:\w+\.)?handle \(gunicorn/workers/gthread"),
+    ("lean path for plain GET/HEAD (web/fastpath.py)", r"^(?:\w+\.)?__call__ \(ledger_proxy/web/fastpath"),
     ("Flask dispatch (full_dispatch_request)", r"^(?:\w+\.)?full_dispatch_request \("),
-    ("  the proxy view (forward)", r"^(?:\w+\.)?forward \(ledger_proxy/"),
+    ("  the proxy view (forward)", r"^forward \(ledger_proxy/web/proxy"),
     ("    record_intent (intent transaction)", r"^(?:\w+\.)?record_intent \("),
     ("    recording.settle (outcome transaction)", r"^(?:\w+\.)?settle \(ledger_proxy/"),
-    ("    any write transaction (BEGIN ... COMMIT)", r"^(?:\w+\.)?write_transaction \("),
-    ("    the upstream request (_send)", r"^(?:\w+\.)?_send \(ledger_proxy/"),
+    ("    any write transaction (BEGIN ... COMMIT)", r"^(?:\w+\.)?(write_transaction|_commit) \("),
+    ("    waiting for the group commit's turn (GroupCommit.run)", r"^GroupCommit\.run \(ledger_proxy/core/ledger\.py:\d+\)$"),
+    ("    the upstream request (_send, plain_response)", r"^(?:\w+\.)?(_send|plain_response) \(ledger_proxy/"),
     ("    requests' session machinery (requests/)", r"\(requests/"),
     ("    urllib3 (urllib3/)", r"\(urllib3/"),
     ("    the actor (token -> user)", r"^(?:\w+\.)?_actor \(ledger_proxy/"),
-    ("  new ledger handle (db.connect)", r"^(?:\w+\.)?connect \(ledger_proxy/(core/)?db\.py"),
+    ("  new ledger handle (db.connect)", r"^(?:\w+\.)?connect \(ledger_proxy/(core/)?(db|ledger)\.py"),
     ("  closing the ledger handle at teardown (close_db)", r"^(?:\w+\.)?close_db \("),
-    ("  access log line (logs.py)", r"\(ledger_proxy/logs\.py"),
-    ("  metrics (metrics.py / prometheus_client)", r"\(ledger_proxy/metrics\.py|\(prometheus_client/"),
+    ("  access log line (logs.py)", r"\(ledger_proxy/(ops/)?logs\.py"),
+    ("  metrics (metrics.py / prometheus_client)", r"\(ledger_proxy/(ops/)?metrics\.py|\(prometheus_client/"),
     ("gunicorn writing the response (gunicorn/http/wsgi.py)", r"^(?:\w+\.)?(write|send_headers) \(gunicorn/http/wsgi"),
 ]
 
@@ -46,7 +48,7 @@ def load(path: Path) -> list[tuple[list[str], int]]:
 
 def _short(frame: str) -> str:
     """`function (path/inside/site-packages.py:line)`: the path from the package on."""
-    return re.sub(r"\((?:[^()]*/(?:site-packages|lib/python3\.\d+|wt-bench|main)/)", "(", frame)
+    return re.sub(r"\((?:[^()]*/(?:site-packages|lib/python3\.\d+|wt-[\w-]+|main)/)", "(", frame)
 
 
 def _source(frame: str) -> str:

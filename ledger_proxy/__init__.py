@@ -106,7 +106,9 @@ def create_app(
         )
 
     from .upstream.forwarding import SqueezeSlashes
+    from .web import fastpath
 
+    fastpath.init_app(app)  # plain GETs around Flask's dispatch (issue 12), inside these two
     app.wsgi_app = SqueezeSlashes(app.wsgi_app)  # type: ignore[method-assign]
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -154,4 +156,5 @@ def _start_reconciler(app: Flask, *, now: bool) -> None:
     if now:
         ensure_running()
     app.before_request(ensure_running)
+    app.extensions["ledger_proxy"].per_request.append(ensure_running)  # and the lean path's
 

@@ -34,6 +34,9 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Background work of this process (the reconciler), stopped by stop_background().
     background: list[Any] = field(default_factory=list)
+    # Run before every request, also on the lean path (web/fastpath.py), which runs no Flask
+    # hook: what must happen on a process's first request (the reconciler's start).
+    per_request: list[Callable[[], None]] = field(default_factory=list)
     # Called between Canvas's answer to an enrollment-changing request and the outcome's write:
     # None in production; the fault tests set it (tests/crash_wsgi.py kills the worker there).
     after_canvas: Callable[[], None] | None = None
@@ -106,6 +109,12 @@ def get_db() -> sqlite_utils.Database:
     if "ledger_db" not in g:
         g.ledger_db = ledger.connect(current_app.config["DATABASE"])
     return g.ledger_db  # type: ignore[no-any-return]
+
+
+def recording_db() -> sqlite_utils.Database:
+    """This thread's long-lived ledger handle, for the proxy's recording path: never closed
+    at teardown (closing the last handle of a WAL file checkpoints it; issue 12)."""
+    return ledger.thread_handle(current_app.config["DATABASE"])
 
 
 def close_db(_exc: BaseException | None = None) -> None:

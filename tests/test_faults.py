@@ -170,6 +170,59 @@ def test_a_worker_killed_between_canvas_and_the_ledger(world, sim, tmp_path, mon
     assert_ledger_matches_canvas(database, sim, world)
 
 
+def _process_tree(pid):
+    """`pid` and its children (gunicorn's master and its workers), from /proc."""
+    from pathlib import Path
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+@pytest.mark.slow
+def test_every_enrollment_a_client_was_told_about_survives_sigkill_of_the_whole_server(world, sim, tmp_path, monkeypatch):
+    """Issue 12: with group commit and synchronous=NORMAL, 8 clients enroll concurrently and the
+    master and every worker are SIGKILLed mid-load: each enrollment answered with 200 is in the
+    ledger (committed before its answer), and reconciliation settles the rest from Canvas."""
+    import os
+    import signal
+    import threading
+
+    from ledger_proxy.devserver import gunicorn_process
+
+    database = tmp_path / "ledger.sqlite3"
+    settings = {
+        "LEDGER_PROXY_CANVAS_URL": sim.url,
+        "LEDGER_PROXY_DATABASE": str(database),
+        "LEDGER_PROXY_TOKEN_HASH_KEY": "test-token-hash-key",
+    }
+    students = [sim.add_user(f"Load {n:03d}") for n in range(64)]
+    answered: list[int] = []
+    with gunicorn_process(settings, workers=2, threads=4) as service:
+
+        def client(mine):
+            for student in mine:
+                try:
+                    response = enroll(service.url, world, student)
+                except requests.ConnectionError:
+                    return  # the server is gone: no answer, no promise
+                if response.status_code == 200:
+                    answered.append(response.json()["id"])
+
+        clients = [threading.Thread(target=client, args=(students[i::8],)) for i in range(8)]
+        for thread in clients:
+            thread.start()
+        assert wait_for(lambda: len(answered) >= 16, 30)
+        for pid in _process_tree(service.process.pid):
+            os.kill(pid, signal.SIGKILL)
+        for thread in clients:
+            thread.join(30)
+    assert 16 <= len(answered) < 64
+    recorded = {e["enrollment_id"] for e in ledger(database, "SELECT enrollment_id FROM events WHERE action = 'created'")}
+    assert set(answered) <= recorded
+    reconcile(monkeypatch, database, sim, world.admin["token"])
+    assert_ledger_matches_canvas(database, sim, world)
+
+
 def test_automatic_reconciliation_in_the_running_proxy(world, sim, make_proxy):
     proxy = make_proxy(
         sim.url, READ_TIMEOUT=1.0, RECONCILE_TOKEN=world.admin["token"], RECONCILE_INTERVAL_SECONDS=1, RECONCILE_GRACE_SECONDS=0

@@ -274,7 +274,9 @@ def test_an_unexpected_error_is_a_canvas_shaped_500_and_logs_no_token(upstream, 
     def explode(*_args, **_kwargs):
         raise RuntimeError(f"boom while sending /api/v1/users/self?access_token={secret}")
 
+    # `send` (requests) and `forward` (the urllib3 pool, for requests without a body: issue 12)
     monkeypatch.setattr(proxy.app.extensions["ledger_proxy"].canvas, "send", explode)
+    monkeypatch.setattr(proxy.app.extensions["ledger_proxy"].canvas, "forward", explode)
     response = requests.get(f"{proxy.url}/api/v1/users/self?access_token={secret}", timeout=10)
     assert_canvas_error(response, 500, "internal error")
     assert response.json()["errors"][0]["error_code"] == "internal_server_error"

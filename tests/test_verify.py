@@ -359,3 +359,56 @@ def test_long_commands_show_progress_on_a_terminal_only(tmp_path, command, label
     finally:
         os.close(primary)
     assert label in output and done in output
+
+
+@pytest.mark.parametrize(
+    "integration",
+    [
+        pytest.param("plain-label", id="plain"),
+        pytest.param('bulk-load, "quoted" \\ back/slash', id="quotes-and-backslashes"),
+        pytest.param("Ünïcødé ✓", id="non-ascii"),
+        pytest.param("tab\there\nnewline\x01\x1f", id="control-characters"),
+        pytest.param("delete\x7f", id="DEL"),
+        pytest.param("nul\x00inside", id="NUL"),
+    ],
+)
+def test_verify_reads_the_canonical_text_sqlite_writes_only_where_it_is_pythons(tmp_path, integration):
+    """Issue 12: verify hashes the JSON text SQLite writes where it is byte for byte Python's
+    canonical JSON, and Python's own elsewhere; either way an intact chain verifies."""
+    from ledger_proxy.core import chain, ledger
+
+    path = str(tmp_path / "ledger.sqlite3")
+    initialise(path)
+    head = seed_events(path, 30, integration=integration)
+    db = ledger.connect(path)
+    try:
+        result = export.verify_ledger(db)
+        links = list(ledger.chain_links(db))
+        rows = list(export.db_events(db))
+    finally:
+        db.close()
+    assert (result.count, result.seq, result.hash) == (30, 30, head)
+    for (seq, _prev, _hash, text), row in zip(links, rows, strict=True):
+        assert seq == row["seq"] and text is not None
+        if text.isascii() and "\x7f" not in text:  # what walk_links hashes as SQLite wrote it
+            assert text.encode("ascii") == chain.canonical(row)
+        else:
+            assert not integration.isascii() or "\x7f" in integration
+
+
+def test_verify_hashes_a_real_number_as_python_does(ledger_path):
+    """A value stored as a float (a forger's, or a future column) is hashed by Python."""
+    from ledger_proxy.core import chain
+
+    with sqlite3.connect(ledger_path) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+        triggers = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+        for name in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        row = conn.execute(f"SELECT {', '.join(export.COLUMNS)} FROM events WHERE seq = 7").fetchone()
+        event = dict(zip(export.HEADER, row, strict=True))
+        event["role_id"] = 3.5
+        new_hash = chain.event_hash(event)
+        conn.execute("UPDATE events SET role_id = 3.5, hash = ? WHERE seq = 7", [new_hash])
+    result = CliRunner().invoke(main, ["verify"])
+    assert result.exit_code == 0, result.output  # seq 7 is the last event: its hash is its own

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -58,6 +58,8 @@ def _text(value: Any) -> str:
 
 
 _HASH_ORDER = tuple(sorted(HASHED_COLUMNS))
+# The keys of the canonical JSON in their order, with the ledger column each one is read from.
+HASHED_KEYS = tuple((name, LEDGER_NAMES.get(name, name)) for name in _HASH_ORDER)
 # Keys inserted already sorted: the same bytes as json.dumps(sort_keys=True), but faster.
 _to_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
@@ -131,6 +133,39 @@ def verify(
             prev = ChainHead(prev.count + 1, seq, row["hash"])
             continue
         raise _diagnose(row, seq, prev, remaining, recorded_head)
+    return check_ends(prev, last_used_seq, recorded_head)
+
+
+def walk_links(
+    links: Iterable[tuple[Any, Any, Any, str | None]],
+    full_row: Callable[[Any], Mapping[str, Any]],
+) -> ChainHead | None:
+    """The chain's head if every link holds, else None (then `verify` over the full rows names
+    the break). `links` are (seq, prev_hash, hash, canonical JSON text or None) in seq order;
+    where the text is None, or holds what SQLite does not escape as Python does (non-ASCII,
+    DEL), the hash is checked on `full_row(seq)`, as `verify` checks it.
+
+    `verify` of a million events spent most of its time building a dict per event; the ledger
+    writes the canonical text itself where it is sure to be Python's (ledger.chain_links).
+    """
+    count, head_seq, head_hash = 0, 0, GENESIS
+    sha256 = hashlib.sha256
+    for seq, prev_hash, hash_, text in links:
+        if not (hash_ and prev_hash == head_hash and seq == head_seq + 1):
+            return None
+        if text is not None and text.isascii() and "\x7f" not in text:
+            if sha256(text.encode("ascii")).hexdigest() != hash_:
+                return None
+        elif not _intact(full_row(seq)):
+            return None
+        count, head_seq, head_hash = count + 1, seq, hash_
+    return ChainHead(count, head_seq, head_hash)
+
+
+def check_ends(
+    prev: ChainHead, last_used_seq: int | None, recorded_head: int | None
+) -> ChainHead:
+    """The evidence beyond the last event: seqs used after it, or named by the current view."""
     if last_used_seq is not None and last_used_seq > prev.seq:
         raise ChainBroken(
             prev.seq + 1,

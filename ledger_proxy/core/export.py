@@ -6,11 +6,11 @@ import csv
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
-from . import ledger
+from . import chain, ledger
 from .chain import (  # noqa: F401  (re-exported: the export's columns and its verification)
     COLUMNS,
     GENESIS,
@@ -24,6 +24,8 @@ from .chain import (  # noqa: F401  (re-exported: the export's columns and its v
     verify,
 )
 from .ledger import Filters
+
+_Row = TypeVar("_Row")
 
 PAGE_SIZE = ledger.PAGE_SIZE
 
@@ -168,13 +170,19 @@ def verify_ledger(
     is told of every n events walked (a progress bar)."""
     # Read before walking: events appended meanwhile only raise the head the walk reaches.
     last_used_seq, recorded_head = ledger.chain_ends(db)
+    links = ledger.chain_links(db)
+    head = chain.walk_links(
+        links if tick is None else _ticking(links, tick),
+        lambda seq: dict(zip(HEADER, ledger.event_at(db, seq, ", ".join(COLUMNS)), strict=True)),
+    )
+    if head is not None:
+        return chain.check_ends(head, last_used_seq, recorded_head)
+    # A link does not hold: the walk over whole events finds where and names the break.
     events = db_events(db) if tick is None else _ticking(db_events(db), tick)
     return verify(events, last_used_seq=last_used_seq, recorded_head=recorded_head)
 
 
-def _ticking(
-    rows: Iterator[dict[str, Any]], tick: Callable[[int], None]
-) -> Iterator[dict[str, Any]]:
+def _ticking(rows: Iterator[_Row], tick: Callable[[int], None]) -> Iterator[_Row]:
     for count, row in enumerate(rows, start=1):
         yield row
         if count % PAGE_SIZE == 0:

@@ -8,9 +8,13 @@ and the probes use. No Flask.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .chain import GENESIS, event_hash
+from .chain import GENESIS, HASHED_KEYS, event_hash
 from .migrations import migrations
 from .util import as_int, iso, parse_time, utcnow
 from .vocab import AMBIGUOUS, COMPLETED, CREATED, PENDING, UNKNOWN
@@ -30,24 +34,67 @@ PAGE_SIZE = 1000
 # Opening the file
 
 
+# WAL with synchronous=NORMAL: a COMMIT has written its pages to the WAL file (the operating
+# system holds them) before it returns, so it survives the death of any process, SIGKILL
+# included; the WAL is synced to the disk at each checkpoint, not at each COMMIT, so a power
+# loss or an OS crash may take back the last transactions since then (docs/deploy.md). FULL
+# would add one fsync per COMMIT; with group commit that is one per batch of waiting writes.
+SYNCHRONOUS = "NORMAL"
+# Long-lived handles per thread: at most this many ledger files per thread (the tests make
+# many apps; a served process has one).
+THREAD_HANDLES = 4
+
+
 def connect(
-    path: str, *, timeout: float = BUSY_TIMEOUT_MS / 1000, sync_each_commit: bool = True,
+    path: str,
+    *,
+    timeout: float = BUSY_TIMEOUT_MS / 1000,
+    synchronous: str = SYNCHRONOUS,
+    sync_each_commit: bool | None = None,
     shared: bool = False,
 ) -> sqlite_utils.Database:
     """A new handle on the ledger; one per thread (sqlite3 handles are not shared), unless
     `shared`: then the caller serialises every use itself (live_store.GroupCommit's lock).
 
-    `sync_each_commit=False` (synchronous=NORMAL: in WAL mode a commit survives the process
-    dying, but the last commits may be lost if the machine loses power) is for Live Events
-    only, which Canvas itself delivers best effort: an fsync per event would cap the receiver
-    at the disk's sync rate (docs/benchmarks.md). The ledger's own events keep FULL.
+    `synchronous` is NORMAL unless asked otherwise (see SYNCHRONOUS); `sync_each_commit`
+    True asks FULL, False NORMAL (Live Events' store asks False: an fsync per event would
+    cap the receiver at the disk's sync rate, docs/benchmarks.md).
     """
+    if sync_each_commit is not None:
+        synchronous = "FULL" if sync_each_commit else "NORMAL"
+    if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
     conn = sqlite3.connect(path, timeout=timeout, check_same_thread=not shared)
     db = sqlite_utils.Database(conn, execute_plugins=False)
     db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     db.execute("PRAGMA foreign_keys = ON")
-    if not sync_each_commit:
-        db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    _group_of[db] = _group_commit(path)
+    return db
+
+
+_handles = threading.local()
+
+
+def thread_handle(path: str, *, synchronous: str = SYNCHRONOUS) -> sqlite_utils.Database:
+    """This thread's long-lived handle on the ledger at `path`, opened on first use.
+
+    Never closed per request: closing the last handle of a WAL database checkpoints and
+    truncates the WAL, which cost a request-scoped handle about a tenth of an enrollment's
+    time (issue 12). A handle is never used across fork(): a child opens its own.
+    """
+    if getattr(_handles, "pid", None) != os.getpid():
+        _handles.pid, _handles.by_path = os.getpid(), {}
+    by_path: dict[tuple[str, str], sqlite_utils.Database] = _handles.by_path
+    key = (path, synchronous.upper())
+    db = by_path.pop(key, None)
+    if db is None:
+        while len(by_path) >= THREAD_HANDLES:
+            by_path.pop(next(iter(by_path))).close()
+        db = connect(path, synchronous=synchronous)
+    elif db.conn.in_transaction:  # a previous request broke off mid-transaction
+        db.conn.rollback()
+    by_path[key] = db  # the most recently used last
     return db
 
 
@@ -78,6 +125,131 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
         raise
     else:
         db.conn.execute("COMMIT")
+
+
+class _Write:
+    """One caller's write, waiting to be committed in the next group."""
+
+    __slots__ = ("write", "done", "result", "error")
+
+    def __init__(self, write: Callable[[sqlite_utils.Database], Any]) -> None:
+        self.write = write
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Group commit: one transaction (and one COMMIT, one sync) for every write waiting.
+
+    Each caller queues its write and waits for the commit lock. Whoever holds it (the
+    leader) takes every write waiting at that moment into one BEGIN IMMEDIATE ... COMMIT,
+    each inside its own SAVEPOINT so that one failing write is rolled back alone and raised
+    to its own caller. A caller returns only after the COMMIT that holds its write: nothing
+    is acknowledged before it is as durable as the synchronous mode makes it. Threads queue
+    on a lock instead of sleeping in SQLite's busy handler; other processes still take
+    turns through SQLite's write lock (busy_timeout).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._queue: list[_Write] = []
+        # The processes serving one ledger (gunicorn's workers) take turns on a lock file
+        # beside it: a waiting leader wakes as soon as the other commits, where SQLite's busy
+        # handler sleeps 1, 2, 5, 10... ms between tries (issue 12). SQLite's own lock still
+        # decides; this only queues the group's leaders. flock, never fcntl: SQLite's POSIX
+        # locks on the ledger file are left alone.
+        self._lock_path = f"{path}-writer.lock"
+        self._lock_fd: int | None = None
+
+    def run(
+        self, db: sqlite_utils.Database, write: Callable[[sqlite_utils.Database], Any]
+    ) -> Any:
+        """Run `write(handle)` inside a committed transaction; its result once committed."""
+        job = _Write(write)
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._commit_lock:
+            if not job.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                with self._between_processes():
+                    _commit(db, batch)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    @contextlib.contextmanager
+    def _between_processes(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(
+                    self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
+            except OSError:  # a read-only folder: SQLite's busy handler alone
+                yield
+                return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+
+def _commit(db: sqlite_utils.Database, batch: list[_Write]) -> None:
+    conn = db.conn
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in batch:
+                conn.execute("SAVEPOINT ledger_write")
+                try:
+                    job.result = job.write(db)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO ledger_write")
+                    job.error = exc
+                conn.execute("RELEASE ledger_write")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except BaseException as exc:  # nothing of this batch was committed: each caller hears
+        for job in batch:
+            job.result, job.error = None, job.error or exc
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        for job in batch:
+            job.done = True
+
+
+_groups: dict[tuple[int, str], GroupCommit] = {}
+_groups_lock = threading.Lock()
+# Which group each handle made by connect() writes through (per process and file).
+_group_of: weakref.WeakKeyDictionary[sqlite_utils.Database, GroupCommit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group_commit(path: str) -> GroupCommit:
+    key = (os.getpid(), os.path.realpath(path))
+    with _groups_lock:
+        group = _groups.get(key)
+        if group is None:
+            group = _groups[key] = GroupCommit(path)
+        return group
+
+
+def committed(db: sqlite_utils.Database, write: Callable[[sqlite_utils.Database], Any]) -> Any:
+    """`write(handle)` in a committed write transaction, grouped with the writes of other
+    threads of this process that are waiting (handles not made by `connect`: on their own)."""
+    group = _group_of.get(db)
+    if group is None:
+        with write_transaction(db):
+            return write(db)
+    return group.run(db, write)
 
 
 def check_writable(path: str, timeout: float) -> None:
@@ -121,36 +293,39 @@ class Intent:
     label_verified: bool | None = None  # None: no integration registry (self-declared)
 
 
+_INSERT_INTENT = """
+INSERT INTO requests (id, received_at, method, path, kind, integration,
+    actor_user_id, actor_name, token_hash, user_agent, course_ref, section_ref,
+    enrollment_ref, account_ref, params, status, label_verified)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
 def record_intent(db: sqlite_utils.Database, intent: Intent) -> None:
-    """Written before the request is forwarded: if nothing follows, it stays 'pending'."""
-    with write_transaction(db):
-        db.execute(
-            """
-            INSERT INTO requests (id, received_at, method, path, kind, integration,
-                actor_user_id, actor_name, token_hash, user_agent, course_ref, section_ref,
-                enrollment_ref, account_ref, params, status, label_verified)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                intent.request_id,
-                iso(intent.received_at),
-                intent.method,
-                intent.path,
-                intent.kind,
-                intent.integration,
-                intent.actor.user_id if intent.actor else None,
-                intent.actor.name if intent.actor else None,
-                intent.token_hash,
-                intent.user_agent,
-                intent.course_ref,
-                intent.section_ref,
-                intent.enrollment_ref,
-                intent.account_ref,
-                json.dumps(dict(intent.params or {}), sort_keys=True),
-                PENDING,
-                intent.label_verified,
-            ],
-        )
+    """Written before the request is forwarded: if nothing follows, it stays 'pending'.
+
+    Committed (grouped with other threads' writes) before this returns, so before anything
+    is sent: a process that dies while Canvas acts leaves it for reconciliation."""
+    values = [
+        intent.request_id,
+        iso(intent.received_at),
+        intent.method,
+        intent.path,
+        intent.kind,
+        intent.integration,
+        intent.actor.user_id if intent.actor else None,
+        intent.actor.name if intent.actor else None,
+        intent.token_hash,
+        intent.user_agent,
+        intent.course_ref,
+        intent.section_ref,
+        intent.enrollment_ref,
+        intent.account_ref,
+        json.dumps(dict(intent.params or {}), sort_keys=True),
+        PENDING,
+        intent.label_verified,
+    ]
+    committed(db, lambda handle: handle.execute(_INSERT_INTENT, values))
 
 
 class AlreadySettled(Exception):
@@ -212,8 +387,12 @@ def record_outcome(
     settlement: Settlement | None = None,
 ) -> None:
     """The outcome of a request that changed no enrollment the proxy can name."""
-    with write_transaction(db):
-        _settle(db, request_id, status, http_status, canvas_request_id, error, settlement)
+    committed(
+        db,
+        lambda handle: _settle(
+            handle, request_id, status, http_status, canvas_request_id, error, settlement
+        ),
+    )
 
 
 def is_known(db: sqlite_utils.Database, enrollment_id: int) -> bool:
@@ -303,11 +482,12 @@ def record_events(
 ) -> None:
     """Append the events, update the current view and settle the request, atomically."""
     recorded_at = iso(utcnow())
-    with write_transaction(db):
+
+    def write(handle: sqlite_utils.Database) -> None:
         for event in events:
-            values = _complete_from_view(db, event)
+            values = _complete_from_view(handle, event)
             # The hash chain links each event to the one before; the write lock keeps it linear.
-            seq, prev_hash = next_link(db)
+            seq, prev_hash = next_link(handle)
             row = {
                 "seq": seq,
                 "request_id": request_id,
@@ -321,12 +501,12 @@ def record_events(
                 "prev_hash": prev_hash,
             }
             row["hash"] = event_hash(row)
-            db.execute(
+            handle.execute(
                 f"INSERT INTO events ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                 list(row.values()),
             )
             _update_view(
-                db,
+                handle,
                 event,
                 values,
                 seq=seq,
@@ -337,9 +517,11 @@ def record_events(
                 recorded_at=recorded_at,
             )
         _settle(
-            db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement,
+            handle, request_id, COMPLETED, http_status, canvas_request_id, None, settlement,
             acting_as_user_id,
         )
+
+    committed(db, write)
 
 
 def _update_view(
@@ -416,8 +598,9 @@ def record_async_job(
     settlement: Settlement | None = None,
 ) -> None:
     """A request whose enrollments Canvas makes later, in a job: who submitted which job."""
-    with write_transaction(db):
-        db.execute(
+
+    def write(handle: sqlite_utils.Database) -> None:
+        handle.execute(
             """
             INSERT INTO async_jobs (request_id, kind, job_id, account_ref, integration,
                 actor_user_id, submitted_at, canvas_request_id, job_state)
@@ -435,7 +618,9 @@ def record_async_job(
                 job.get("workflow_state"),
             ],
         )
-        _settle(db, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
+        _settle(handle, request_id, COMPLETED, http_status, canvas_request_id, None, settlement)
+
+    committed(db, write)
 
 
 # Readers
@@ -570,6 +755,34 @@ def event_pages(
         if len(rows) < page_size:
             return
         after = rows[-1][0]
+
+
+# An event whose every hashed column is NULL, an integer or text: for it, SQLite's
+# json_object of the columns as text is the canonical JSON Python writes (chain.canonical:
+# sorted keys, no spaces, NULL as ""; both escape '"', '\' and the control characters
+# alike, \n or \u001f), unless the text holds non-ASCII characters or DEL, which Python
+# escapes and SQLite does not: chain.walk_links looks for those in the text. A float or a
+# blob (forged, or a future column) is left to Python. (tests/test_verify.py)
+_PLAIN_EVENT = " AND ".join(
+    f"typeof({column}) IN ('null', 'integer', 'text')" for _, column in HASHED_KEYS
+)
+_CANONICAL = "json_object({})".format(
+    ", ".join(f"'{name}', coalesce(CAST({column} AS TEXT), '')" for name, column in HASHED_KEYS)
+)
+
+
+def chain_links(db: sqlite_utils.Database) -> Iterator[tuple[Any, Any, Any, str | None]]:
+    """Every event's (seq, prev_hash, hash, canonical JSON text, or None where Python must
+    write it), in seq order, by keyset pages up to today's head (for `verify`)."""
+    select = f"seq, prev_hash, hash, CASE WHEN {_PLAIN_EVENT} THEN {_CANONICAL} END"
+    for page in event_pages(db, select):
+        yield from page
+
+
+def event_at(db: sqlite_utils.Database, seq: Any, columns: str) -> tuple[Any, ...]:
+    """`columns` of the event at `seq`."""
+    row = db.conn.execute(f"SELECT {columns} FROM events WHERE seq = ?", [seq]).fetchone()
+    return tuple(row)
 
 
 def chain_ends(db: sqlite_utils.Database) -> tuple[int | None, int | None]:

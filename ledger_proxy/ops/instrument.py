@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import cast
 
 from flask import Flask, g, request
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from . import logs, metrics
 
@@ -35,21 +35,40 @@ def _start_clock() -> None:
 
 
 def _observe(response: Response) -> Response:
-    try:
-        _count(response)
-        _log_when_sent(response)
-    except Exception:  # instrumentation must never cost a client its answer
-        log.exception("metrics or access log failed for one request")
+    started = g.pop("ledger_proxy_started", None) or time.perf_counter()
+    observe(metrics.current(), request, response, started, proxied=request.blueprint == "proxy")
     return response
 
 
-def _count(response: Response) -> None:
-    registry = metrics.current()
+def observe(
+    registry: metrics.Metrics | None,
+    request: Request,
+    response: Response,
+    started: float,
+    *,
+    proxied: bool,
+    label: str | None = None,
+) -> None:
+    """Count the response and write its access-log line (once it is sent, when streamed).
+
+    Called by the Flask hook above and by the lean path (web/fastpath.py), which has no
+    request context: everything it needs is given.
+    """
+    try:
+        _count(registry, request.method, response, proxied=proxied)
+        _log_when_sent(request, response, started, label)
+    except Exception:  # instrumentation must never cost a client its answer
+        log.exception("metrics or access log failed for one request")
+
+
+def _count(
+    registry: metrics.Metrics | None, method: str, response: Response, *, proxied: bool
+) -> None:
     if registry is None:
         return
     status = response.status_code
-    if request.blueprint == "proxy":
-        registry.forwarded.labels(request.method, str(status)).inc()
+    if proxied:
+        registry.forwarded.labels(method, str(status)).inc()
     # The proxy never answers 429 or "Rate Limit Exceeded" itself: these are Canvas's.
     if status == 429:
         registry.throttled.labels("429").inc()
@@ -63,9 +82,10 @@ def _count(response: Response) -> None:
             response.response = metrics.sniff_throttled(body, encoding, registry)
 
 
-def _log_when_sent(response: Response) -> None:
-    started = g.pop("ledger_proxy_started", None) or time.perf_counter()
-    fields = logs.access_fields(request, response)
+def _log_when_sent(
+    request: Request, response: Response, started: float, label: str | None
+) -> None:
+    fields = logs.access_fields(request, response, label)
     status = response.status_code
     if response.is_sequence or request.method == "HEAD" or status < 200 or status in (204, 304):
         # Built in full, or no body will be sent: the time so far is the request's time.

@@ -15,8 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from flask import Request
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from ..upstream.forwarding import INTEGRATION_HEADER, LABEL_PATTERN, REQUEST_ID_HEADER
 
@@ -96,16 +95,20 @@ def raw_path(request: Request) -> str:
     return redact_tokens(path)[:MAX_PATH]
 
 
-def integration(request: Request) -> str | None:
-    """The integration label the request named (path or header), if it is a valid one."""
-    view_args = request.view_args or {}
-    for given in (view_args.get("label"), request.headers.get(INTEGRATION_HEADER)):
+def integration(request: Request, label: str | None = None) -> str | None:
+    """The integration label the request named (path or header), if it is a valid one. The
+    path's label comes from Flask's view arguments, or is given (the lean path has none)."""
+    if label is None:
+        label = (getattr(request, "view_args", None) or {}).get("label")
+    for given in (label, request.headers.get(INTEGRATION_HEADER)):
         if isinstance(given, str) and LABEL_PATTERN.fullmatch(given):
             return given
     return None
 
 
-def access_fields(request: Request, response: Response) -> dict[str, Any]:
+def access_fields(
+    request: Request, response: Response, label: str | None = None
+) -> dict[str, Any]:
     """The line's fields, taken while the request is at hand; the duration is set when sent."""
     return {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -116,11 +119,22 @@ def access_fields(request: Request, response: Response) -> dict[str, Any]:
         "duration_ms": None,
         "request_id": response.headers.get(REQUEST_ID_HEADER),
         "canvas_request_id": response.headers.get(CANVAS_REQUEST_ID_HEADER),
-        "integration": integration(request),
+        "integration": integration(request, label),
         "remote_addr": request.remote_addr,
     }
 
 
+_to_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps' bytes, built once
+
+
 def write_access_line(fields: dict[str, Any], duration: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     fields["duration_ms"] = round(duration * 1000, 3)
-    access_log.info(json.dumps(fields, separators=(",", ":")))
+    # The record is made here and handed to the logger's handlers and filters as info() would,
+    # without its walk up the stack for the caller's file and line, which no access line
+    # prints: that walk was most of the line's cost (issue 12).
+    record = access_log.makeRecord(
+        access_log.name, logging.INFO, __file__, 0, _to_json(fields), (), None
+    )
+    access_log.handle(record)

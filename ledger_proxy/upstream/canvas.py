@@ -19,8 +19,16 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
-from urllib3.util import SKIP_HEADER
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import SKIP_HEADER, Timeout
 from urllib3.util.retry import Retry
 
 from .. import __version__
@@ -99,7 +107,7 @@ def proxy_error(exc: Exception) -> ProxyError:
 CANVAS_FAILURES = (CanvasUnreachable, CanvasTimeout, CanvasConnectionLost)
 
 
-def read_answer(response: requests.Response) -> bytes:
+def read_answer(response: requests.Response | Forwarded) -> bytes:
     """The whole body of a streamed answer, undecoded, as Canvas sent it; CanvasAnswerCut
     when Canvas stalls or the connection breaks while it answers."""
     try:
@@ -187,14 +195,15 @@ class CanvasClient:
         self.session.headers.clear()
         # Retry only failures to connect, which happen before anything is sent; a request
         # that reached Canvas is never sent twice.
-        retry = Retry(
+        self._retry = Retry(
             total=2, connect=2, read=False, status=0, other=0, redirect=0, backoff_factor=0.1
         )
         adapter = _RawTargetAdapter(
-            pool_connections=4, pool_maxsize=self.pool_size, max_retries=retry
+            pool_connections=4, pool_maxsize=self.pool_size, max_retries=self._retry
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._pool = _pool_for(self.base_url, self.pool_size)
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -211,12 +220,7 @@ class CanvasClient:
 
         The response is streamed: the caller reads `response.raw` undecoded and closes it.
         """
-        merged = dict(_merge(headers))
-        # urllib3 would add its own User-Agent, and "Accept-Encoding: identity", to a request
-        # that has none: Canvas must see what the client sent.
-        for name in ("User-Agent", "Accept-Encoding"):
-            if not any(given.lower() == name.lower() for given in merged):
-                merged[name] = SKIP_HEADER
+        merged = _as_sent(headers)
         request = requests.Request(method, self.base_url + "/", headers=merged, data=body)
         prepared = self.session.prepare_request(request)
         # requests and urllib3 would re-quote the URL; Canvas must see the caller's bytes.
@@ -234,6 +238,55 @@ class CanvasClient:
             if _never_sent(exc):
                 raise CanvasUnreachable(describe(exc)) from None
             raise CanvasConnectionLost(describe(exc)) from None
+        finally:
+            _raw_target.value = None
+
+    def forward(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None = None,
+    ) -> BaseHTTPResponse:
+        """`send` of a request with no body or one held in memory, on the urllib3 pool
+        directly (issue 12: requests' session layer cost about a tenth of a GET's Python
+        time, a quarter of an enrollment POST's).
+
+        The same request on the wire as `send` (headers merged the same way, no defaults
+        added, the raw target, the same connect retries and timeouts) and the same failures.
+        The answer is streamed: read it undecoded, then `release(answer)`.
+        """
+        merged = _as_sent(headers)
+        # Content-Length as requests sets it (prepare_body, prepare_content_length).
+        if body:
+            merged["Content-Length"] = str(len(body))
+        else:
+            body = None
+            if method not in ("GET", "HEAD"):
+                merged["Content-Length"] = "0"
+        url = self._base_path + target
+        _raw_target.value = url
+        try:
+            return self._pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=merged,
+                retries=self._retry,
+                redirect=False,
+                assert_same_host=False,
+                timeout=Timeout(connect=self.connect_timeout, read=self.read_timeout),
+                preload_content=False,
+                decode_content=False,
+            )
+        except MaxRetryError as exc:  # connecting failed every time: nothing was sent
+            if isinstance(exc.reason, (ConnectTimeoutError, NewConnectionError)):
+                raise CanvasUnreachable(type(exc.reason).__name__) from None
+            raise CanvasConnectionLost(type(exc.reason).__name__) from None
+        except ReadTimeoutError:
+            raise CanvasTimeout("ReadTimeoutError") from None
+        except (HTTPError, OSError) as exc:  # ProtocolError & co.: after it was sent
+            raise CanvasConnectionLost(type(exc).__name__) from None
         finally:
             _raw_target.value = None
 
@@ -319,6 +372,42 @@ class CanvasClient:
             return None
 
 
+class Forwarded:
+    """An answer from `forward` with what the recording reads of requests' Response."""
+
+    def __init__(self, raw: BaseHTTPResponse) -> None:
+        self.raw = raw
+        self.status_code = raw.status
+
+    def close(self) -> None:
+        release(self.raw)
+
+
+def release(answer: BaseHTTPResponse) -> None:
+    """Done with a forwarded answer: as requests' Response.close(), the connection goes back
+    to the pool when its body was read to the end, and is closed when it was not."""
+    answer.close()
+    answer.release_conn()
+
+
+def _pool_for(base_url: str, size: int) -> HTTPConnectionPool:
+    """The urllib3 pool `forward` uses, with the raw-target connections and requests' TLS
+    verification (its CA bundle; no environment proxies)."""
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return _RawHTTPSConnectionPool(
+            parts.hostname or "",
+            parts.port or 443,
+            maxsize=size,
+            block=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=requests.utils.DEFAULT_CA_BUNDLE_PATH,
+        )
+    return _RawHTTPConnectionPool(
+        parts.hostname or "", parts.port or 80, maxsize=size, block=False
+    )
+
+
 def enrollments_target(
     scope: str, ref: str, states: Iterable[str], *, user_ref: str | None = None, per_page: int = 100
 ) -> str:
@@ -327,6 +416,17 @@ def enrollments_target(
     query = "&".join(f"state%5B%5D={state}" for state in states)
     user = f"&user_id={quote(user_ref, safe=':')}" if user_ref else ""
     return f"/api/v1/{scope}/{quote(ref, safe=':')}/enrollments?{query}{user}&per_page={per_page}"
+
+
+def _as_sent(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The headers for urllib3, exactly the client's (`send` and `forward` alike)."""
+    merged = dict(_merge(headers))
+    # urllib3 would add its own User-Agent, and "Accept-Encoding: identity", to a request
+    # that has none: Canvas must see what the client sent.
+    for name in ("User-Agent", "Accept-Encoding"):
+        if not any(given.lower() == name.lower() for given in merged):
+            merged[name] = SKIP_HEADER
+    return merged
 
 
 def _merge(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

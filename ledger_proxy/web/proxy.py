@@ -5,25 +5,28 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import IO, Any
 
 import requests
 from flask import Blueprint, current_app, request
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from ..core import integrations, ledger, recording
 from ..core.util import utcnow
 from ..errors import ProxyError, error_response
 from ..ops import metrics
-from ..runtime import get_db, runtime
+from ..runtime import recording_db, runtime
 from ..upstream.canvas import (
     CANVAS_FAILURES,
     CanvasAnswerCut,
+    CanvasClient,
+    Forwarded,
     bearer_token,
     proxy_error,
+    release,
     request_token,
     token_hash,
 )
@@ -65,7 +68,7 @@ def forward(_rest: str = "", label: str | None = None) -> Response:
     body: Any
     parsed: RequestParams | None
     try:
-        call = _incoming(request_id, label)
+        call = incoming(request_id, label, request)
         operation = classify(call.method, call.path)
         overridable = operation is None and may_be_overridden(call.method, call.path)
         if overridable or (operation and operation.reads_body):
@@ -78,7 +81,7 @@ def forward(_rest: str = "", label: str | None = None) -> Response:
             body = _streamed_body(current_app.config["MAX_BODY_BYTES"])
             parsed = _parse(call, None, b"") if operation else None
         if operation is None or parsed is None:
-            response = _forward_plain(call, body)
+            response = plain_response(call, body, runtime().canvas, metrics.current())
         else:
             response = _forward_recorded(call, operation, body, parsed)
     except ProxyError as exc:
@@ -109,10 +112,12 @@ class Call:
         return next((value for key, value in self.headers if key.lower() == wanted), None)
 
 
-def _incoming(request_id: str, label: str | None) -> Call:
-    integration = _integration(label)
+def incoming(request_id: str, label: str | None, request: Request) -> Call:
+    """The request as it will go to Canvas; ProxyError (before anything is sent) when it may
+    not go. `request` is Flask's, or werkzeug's on the lean path (web/fastpath.py)."""
+    integration = _integration(label, request)
     try:
-        path, query = check_request_target(_raw_target())
+        path, query = check_request_target(_raw_target(request))
     except BadRequestTarget as exc:
         raise ProxyError(400, str(exc)) from None
     if label is not None:
@@ -129,7 +134,7 @@ def _incoming(request_id: str, label: str | None) -> Call:
     return Call(request_id, request.method, path, query, integration, client_base, headers)
 
 
-def _raw_target() -> str:
+def _raw_target(request: Request) -> str:
     """The request target exactly as the client sent it, without the mount prefix."""
     environ = request.environ
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
@@ -142,7 +147,7 @@ def _raw_target() -> str:
     return str(raw)
 
 
-def _integration(label: str | None) -> str | None:
+def _integration(label: str | None, request: Request) -> str | None:
     header = request.headers.get(INTEGRATION_HEADER)
     try:
         for given in (label, header):
@@ -319,29 +324,46 @@ def _streamed_body(limit: int) -> _LimitedBody | Iterator[bytes] | None:
 # Upstream
 
 
-def _send(call: Call, body: Any) -> requests.Response:
+def _send(call: Call, body: Any) -> requests.Response | Forwarded:
+    canvas = runtime().canvas
     with metrics.canvas_timer(call.method):
-        return runtime().canvas.send(call.method, call.target, call.headers, body)
+        if body is None or isinstance(body, bytes):  # on the urllib3 pool (issue 12)
+            return Forwarded(canvas.forward(call.method, call.target, call.headers, body))
+        return canvas.send(call.method, call.target, call.headers, body)
 
 
-def _client_headers(call: Call, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return response_headers(headers, runtime().canvas.base_url, call.client_base)
+def _client_headers(
+    call: Call, headers: Iterable[tuple[str, str]], canvas_base: str
+) -> list[tuple[str, str]]:
+    return response_headers(headers, canvas_base, call.client_base)
 
 
-def _forward_plain(call: Call, body: Any) -> Response:
-    """Forward a request the ledger does not record; stream Canvas's answer back as is."""
+def plain_response(
+    call: Call, body: Any, canvas: CanvasClient, registry: metrics.Metrics | None
+) -> Response:
+    """Forward a request the ledger does not record; stream Canvas's answer back as is.
+
+    The Flask view and the lean path (web/fastpath.py) both answer with this; a Canvas
+    failure raises the ProxyError to answer with.
+    """
     try:
-        upstream = _send(call, body)
+        with metrics.canvas_timer(call.method, registry):
+            if body is None or isinstance(body, bytes):
+                upstream = canvas.forward(call.method, call.target, call.headers, body)
+                close: Callable[[], None] = lambda: release(upstream)  # noqa: E731
+            else:
+                sent = canvas.send(call.method, call.target, call.headers, body)
+                upstream, close = sent.raw, sent.close
     except CANVAS_FAILURES as exc:
         raise proxy_error(exc) from None
     response = Response(
-        upstream.raw.stream(CHUNK, decode_content=False),
-        status=upstream.status_code,
-        headers=_client_headers(call, upstream.raw.headers.items()),
+        upstream.stream(CHUNK, decode_content=False),
+        status=upstream.status,
+        headers=_client_headers(call, upstream.headers.items(), canvas.base_url),
     )
     # Called when the server is done with the response, even one whose body it never reads
     # (HEAD, 204, 304): the pooled connection to Canvas is always given back.
-    response.call_on_close(upstream.close)
+    response.call_on_close(close)
     return response
 
 
@@ -416,7 +438,7 @@ def _forward_recorded(
     call: Call, operation: Operation, body: Any, parsed: RequestParams
 ) -> Response:
     """Parse the request into an intent, let recording.record run the transaction, answer."""
-    db = get_db()
+    db = recording_db()
     try:
         recorded = recording.record(
             db,
@@ -432,7 +454,9 @@ def _forward_recorded(
         metrics.count_recorded(recorded.events)
     answer = recorded.answer
     return Response(
-        answer.content, status=answer.status, headers=_client_headers(call, answer.headers)
+        answer.content,
+        status=answer.status,
+        headers=_client_headers(call, answer.headers, runtime().canvas.base_url),
     )
 
 
