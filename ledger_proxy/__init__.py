@@ -32,7 +32,6 @@ def create_app(
     from werkzeug.wrappers import Response
 
     from . import config
-    from .core.live_store import GroupCommit
     from .errors import ProxyError, error_response
     from .runtime import Runtime, close_db
     from .upstream.canvas import CanvasClient
@@ -55,7 +54,6 @@ def create_app(
             if app.config["LIVE_EVENTS_JWKS"]
             else None
         ),
-        live_events_store=GroupCommit(app.config["DATABASE"]),
     )
     app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)

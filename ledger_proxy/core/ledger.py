@@ -54,7 +54,7 @@ def connect(
     shared: bool = False,
 ) -> sqlite_utils.Database:
     """A new handle on the ledger; one per thread (sqlite3 handles are not shared), unless
-    `shared`: then the caller serialises every use itself (live_store.GroupCommit's lock).
+    `shared`: then the caller serialises every use itself.
 
     `synchronous` is NORMAL unless asked otherwise (see SYNCHRONOUS); `sync_each_commit`
     True asks FULL, False NORMAL (Live Events' store asks False: an fsync per event would
@@ -948,19 +948,11 @@ def store_live_events(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any
         return db.conn.total_changes - before
 
 
-def store_live_events_each(
-    db: sqlite_utils.Database, rows: list[Mapping[str, Any]]
-) -> list[bool]:
-    """Like `store_live_events`, in one transaction, saying for each row whether it was new
-    (False: its key was already stored, perhaps by an earlier row of the same batch)."""
-    with write_transaction(db):
-        return [
-            db.conn.execute(
-                _INSERT_LIVE_EVENT, [row.get(column) for column in LIVE_EVENT_COLUMNS]
-            ).rowcount
-            == 1
-            for row in rows
-        ]
+def insert_live_event(db: sqlite_utils.Database, row: Mapping[str, Any]) -> bool:
+    """Append one event inside the caller's transaction (`committed`); False when its key was
+    already stored (a duplicate delivery)."""
+    values = [row.get(column) for column in LIVE_EVENT_COLUMNS]
+    return bool(db.conn.execute(_INSERT_LIVE_EVENT, values).rowcount == 1)
 
 
 def live_events_for(db: sqlite_utils.Database, enrollment_ids: list[int]) -> list[dict[str, Any]]:
