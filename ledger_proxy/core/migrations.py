@@ -272,7 +272,7 @@ def m006_request_identity(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m006_account_audits(db: sqlite_utils.Database) -> None:
+def m007_account_audits(db: sqlite_utils.Database) -> None:
     # Account audits run as jobs for admins (core/audit_jobs.py): their state survives a
     # restart of the proxy; `updated_at` is the running worker's heartbeat, so a job whose
     # process died is seen and reported as interrupted. The result is a file (`result`).
