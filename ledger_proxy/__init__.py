@@ -32,7 +32,6 @@ def create_app(
     from werkzeug.wrappers import Response
 
     from . import config
-    from .core.live_store import GroupCommit
     from .errors import ProxyError, error_response
     from .runtime import Runtime, close_db
     from .upstream.canvas import CanvasClient
@@ -55,15 +54,15 @@ def create_app(
             if app.config["LIVE_EVENTS_JWKS"]
             else None
         ),
-        live_events_store=GroupCommit(app.config["DATABASE"]),
     )
     app.teardown_appcontext(close_db)
     _start_reconciler(app, now=background)
 
-    from .web import dashboard, export, live_events, lookup, proxy
+    from .web import audits, dashboard, export, live_events, lookup, proxy
 
     app.register_blueprint(proxy.bp)
     app.register_blueprint(export.bp)
+    app.register_blueprint(audits.bp)
     app.register_blueprint(lookup.bp)
     app.register_blueprint(live_events.bp)  # POST /ledger/v1/live-events
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import click
 
+from .core.account_audit import ACTOR_COLUMNS
 from .core.export import neutralise
 from .core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN
 from .upstream.canvas import CanvasRefused
@@ -39,15 +44,6 @@ CSV_COLUMNS = (
     "made_in_canvas_request_id",
     "made_at",
 )
-ACTOR_COLUMNS = {
-    "made_by_user_id": "user_id",
-    "made_by_name": "name",
-    "made_by_real_user_id": "real_user_id",
-    "made_via": "via",
-    "made_with_developer_key_id": "developer_key_id",
-    "made_in_canvas_request_id": "request_id",
-    "made_at": "event_time",
-}
 COLOURS = {
     INTEGRATION: "green",
     SIS: "blue",
@@ -76,6 +72,70 @@ class Progress:
         if self.shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class AccountProgress:
+    """`audit-account`'s phases on a terminal's stderr: Canvas building the report (its own
+    progress), then the file read and judged (a bar over its size); silent when piped."""
+
+    def __init__(self, stream: TextIO, from_report: str | None) -> None:
+        self.stream = stream
+        self.active = stream.isatty()
+        self.bar: Any = None
+        self.shown = 0
+        if self.active and from_report:
+            self._bar(os.path.getsize(from_report), "judging the report")
+
+    def watchers(self) -> Any:
+        from .core.account_audit import Watchers
+
+        return Watchers(self.on_status, self.on_download, self.on_read)
+
+    def _bar(self, length: int | None, label: str) -> None:
+        self.done()
+        self.bar = click.progressbar(length=length, label=label, file=self.stream)
+        self.bar.__enter__()
+        self.shown = 0
+
+    def on_status(self, report: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        if self.bar is None:
+            self._bar(100, f"Canvas builds report {report.get('id')}")
+        progress = int(report.get("progress") or 0)
+        self.bar.update(max(0, progress - self.shown))
+        self.shown = max(self.shown, progress)
+
+    def on_download(self, report: dict[str, Any]) -> None:
+        if self.active:
+            size = (report.get("attachment") or {}).get("size")
+            self._bar(int(size) if size else None, "downloading and judging")
+
+    def on_read(self, characters: int) -> None:
+        if self.bar is not None:
+            self.bar.update(characters)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@contextlib.contextmanager
+def output_file(path: str | None) -> Iterator[TextIO]:
+    """Standard output, or FILE written beside it and renamed into place only when the run
+    succeeds: a failed run leaves no half-written file."""
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    partial = f"{path}.part"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 class QueryProgress(Progress):

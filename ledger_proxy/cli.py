@@ -279,6 +279,99 @@ def audit(
     audit_output.write(result, output_format, sys.stdout, colour=sys.stdout.isatty())
 
 
+@main.command("audit-account")
+@click.argument("account_id")
+@click.option("--term", help="Only this enrollment term (its Canvas id, or sis_term_id:X).")
+@click.option("--manual-only", is_flag=True, help="Only the enrollments judged manual.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "ndjson"]),
+    default="csv",
+    show_default=True,
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE, not standard output."
+)
+@click.option(
+    "--from-report",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Judge a provisioning report already downloaded (Canvas is not asked).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Seconds Canvas may take to build the report.",
+)
+@click.option(
+    "--token",
+    envvar="CANVAS_TOKEN",
+    help="Canvas token that may run account reports (or CANVAS_TOKEN).",
+)
+def audit_account(
+    account_id: str,
+    term: str | None,
+    manual_only: bool,
+    output_format: str,
+    output: str | None,
+    from_report: str | None,
+    timeout: float,
+    token: str | None,
+) -> None:
+    """Classify every enrollment of an account from Canvas's provisioning report.
+
+    Starts the provisioning_csv report (enrollments, with completed rows) with your token,
+    waits for Canvas to build it, streams the file and judges each row with the same rules
+    as `ledger-proxy audit`; a summary per verdict closes the run. The report has no
+    created_at, and deleted rows only when SIS touched them: see README.
+
+    Example:
+
+        CANVAS_TOKEN=... ledger-proxy audit-account 1 --term 7 --manual-only -o manual.csv
+    """
+    from datetime import timedelta
+
+    from . import audit_output
+    from .core import account_audit, ledger
+    from .core.vocab import MANUAL
+    from .upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasClient, CanvasRefused
+    from .upstream.reports import ReportFailed
+
+    if not token and not from_report:
+        raise click.ClickException("a Canvas token is needed: --token or CANVAS_TOKEN")
+    settings = _settings(require_canvas=not from_report)
+    request = account_audit.Request(
+        account_id, term, MANUAL if manual_only else None, output_format, timeout, from_report
+    )
+    progress = audit_output.AccountProgress(sys.stderr, from_report)
+    db = ledger.connect(settings["DATABASE"])
+    try:
+        with audit_output.output_file(output) as out:
+            tally = account_audit.run(
+                db,
+                CanvasClient.configured(settings),
+                token or "",
+                request,
+                out,
+                allowance=timedelta(seconds=settings["CLOCK_SKEW_SECONDS"]),
+                watchers=progress.watchers(),
+            )
+    except (ReportFailed, account_audit.ReportUnreadable) as exc:
+        raise click.ClickException(str(exc)) from None
+    except CanvasRefused as refusal:
+        raise click.ClickException(audit_output.refusal_message(refusal)) from None
+    except (*CANVAS_FAILURES, CanvasAnswerCut) as exc:
+        raise click.ClickException(f"Canvas gave no answer ({type(exc).__name__})") from None
+    finally:
+        progress.done()
+        db.close()
+    for problem in tally.problems:
+        click.echo(f"malformed report row: {problem}", err=True)
+    click.echo(tally.text(), err=True)
+
+
 @main.command()
 @click.argument("course_id")
 @click.option("--section", is_flag=True, help="COURSE_ID is a section id.")

@@ -14,7 +14,6 @@ import sqlite_utils
 from flask import current_app, g
 
 from .core import ledger
-from .core.live_store import GroupCommit
 from .upstream.canvas import CanvasClient
 from .upstream.jwks import LiveEventsVerifier
 
@@ -40,9 +39,6 @@ class Runtime:
     # Called between Canvas's answer to an enrollment-changing request and the outcome's write:
     # None in production; the fault tests set it (tests/crash_wsgi.py kills the worker there).
     after_canvas: Callable[[], None] | None = None
-    # Where the Live Events receiver stores events: one handle per process, kept open, and
-    # group commit across its threads (core/live_store.GroupCommit; docs/benchmarks.md).
-    live_events_store: GroupCommit | None = None
 
     def stop_background(self) -> None:
         for worker in self.background:

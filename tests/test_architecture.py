@@ -15,7 +15,7 @@ CORE_MODULES = sorted(
 )
 # Statements on the ledger's tables (DDL aside, which only migrations write). SQL is written in
 # capitals here, so prose ("chains from events") and imports ("from requests") do not count.
-LEDGER_TABLES = r"(requests|events|enrollments|ledger_meta|actors|async_jobs|sis_roster|live_events|page_view_attributions|sqlite_sequence)"
+LEDGER_TABLES = r"(requests|events|enrollments|ledger_meta|actors|async_jobs|sis_roster|live_events|account_audits|page_view_attributions|sqlite_sequence)"
 LEDGER_SQL = re.compile(rf"\b(FROM|INTO|UPDATE|JOIN)\s+{LEDGER_TABLES}\b")
 # The ledger store itself, and the frozen migrations beside it.
 SQL_HOMES = {PACKAGE / "core" / "ledger.py", PACKAGE / "core" / "migrations.py"}

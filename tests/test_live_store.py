@@ -28,13 +28,14 @@ def path(tmp_path):
 
 
 def test_many_threads_store_each_event_once_and_each_hears_its_own_answer(path):
-    store = live_store.GroupCommit(path)
     docs = [document(n) for n in range(200)] * 2  # every event delivered twice
     answers: list[tuple[int, str]] = []
     lock = threading.Lock()
 
     def post(index: int) -> None:
-        outcome = live_store.receive(store, docs[index], live_store.HTTPS)
+        # Each thread its own long-lived handle, as the receiver's threads have: the ledger's
+        # group commit puts the writes waiting at once into one transaction.
+        outcome = live_store.receive(ledger.thread_handle(path), docs[index], live_store.HTTPS)
         with lock:
             answers.append((index % 200, outcome))
 
@@ -50,15 +51,13 @@ def test_many_threads_store_each_event_once_and_each_hears_its_own_answer(path):
     assert len(ledger_rows(path, "SELECT key FROM live_events")) == 200
 
 
-def test_a_failed_batch_is_every_caller_s_error_and_stores_nothing(path, monkeypatch):
-    store = live_store.GroupCommit(path)
-
+def test_a_failed_write_is_the_caller_s_error_and_stores_nothing(path, monkeypatch):
     def broken(*_args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ledger, "store_live_events_each", broken)
+    monkeypatch.setattr(ledger, "insert_live_event", broken)
     with pytest.raises(OSError, match="disk full"):
-        live_store.receive(store, document(1), live_store.HTTPS)
+        live_store.receive(ledger.connect(path), document(1), live_store.HTTPS)
     assert ledger_rows(path, "SELECT key FROM live_events") == []
 
 

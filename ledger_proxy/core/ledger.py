@@ -54,7 +54,7 @@ def connect(
     shared: bool = False,
 ) -> sqlite_utils.Database:
     """A new handle on the ledger; one per thread (sqlite3 handles are not shared), unless
-    `shared`: then the caller serialises every use itself (live_store.GroupCommit's lock).
+    `shared`: then the caller serialises every use itself.
 
     `synchronous` is NORMAL unless asked otherwise (see SYNCHRONOUS); `sync_each_commit`
     True asks FULL, False NORMAL (Live Events' store asks False: an fsync per event would
@@ -948,19 +948,11 @@ def store_live_events(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any
         return db.conn.total_changes - before
 
 
-def store_live_events_each(
-    db: sqlite_utils.Database, rows: list[Mapping[str, Any]]
-) -> list[bool]:
-    """Like `store_live_events`, in one transaction, saying for each row whether it was new
-    (False: its key was already stored, perhaps by an earlier row of the same batch)."""
-    with write_transaction(db):
-        return [
-            db.conn.execute(
-                _INSERT_LIVE_EVENT, [row.get(column) for column in LIVE_EVENT_COLUMNS]
-            ).rowcount
-            == 1
-            for row in rows
-        ]
+def insert_live_event(db: sqlite_utils.Database, row: Mapping[str, Any]) -> bool:
+    """Append one event inside the caller's transaction (`committed`); False when its key was
+    already stored (a duplicate delivery)."""
+    values = [row.get(column) for column in LIVE_EVENT_COLUMNS]
+    return bool(db.conn.execute(_INSERT_LIVE_EVENT, values).rowcount == 1)
 
 
 def live_events_for(db: sqlite_utils.Database, enrollment_ids: list[int]) -> list[dict[str, Any]]:
@@ -1061,6 +1053,83 @@ def end_session(db: sqlite_utils.Database, session_id: str, until: datetime) -> 
 def session_ended(db: sqlite_utils.Database, session_id: str) -> bool:
     rows = db.execute("SELECT 1 FROM ledger_meta WHERE key = ?", [SIGNED_OUT + session_id])
     return bool(rows.fetchall())
+
+
+# Account audits run as jobs (core/audit_jobs.py)
+
+AUDIT_FIELDS = (
+    "state", "phase", "report_id", "report_progress", "characters_read", "summary",
+    "problems", "error", "result",
+)  # fmt: skip
+
+
+def create_audit(db: sqlite_utils.Database, audit: Mapping[str, Any]) -> None:
+    now = iso(utcnow())
+    with write_transaction(db):
+        db.execute(
+            "INSERT INTO account_audits (id, account_id, term, provenance, requested_by, "
+            "created_at, updated_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [audit["id"], audit["account_id"], audit.get("term"), audit.get("provenance"),
+             audit.get("requested_by"), now, now, audit["state"]],
+        )  # fmt: skip
+
+
+def update_audit(
+    db: sqlite_utils.Database, audit_id: str, only_if: Iterable[str] = (), **values: Any
+) -> bool:
+    """Set `values` (and the heartbeat, updated_at) on a job, if its state is one of `only_if`
+    (any, when empty); True if it was updated."""
+    names = [name for name in values if name in AUDIT_FIELDS]
+    assert len(names) == len(values), f"not an audit field: {sorted(set(values) - set(names))}"
+    sets = ", ".join([*(f"{name} = ?" for name in names), "updated_at = ?"])
+    where, states = "id = ?", list(only_if)
+    if states:
+        where += f" AND state IN ({', '.join('?' * len(states))})"
+    with write_transaction(db):
+        cursor = db.execute(
+            f"UPDATE account_audits SET {sets} WHERE {where}",
+            [*(values[name] for name in names), iso(utcnow()), audit_id, *states],
+        )
+    return bool(cursor.rowcount)
+
+
+def interrupt_stale_audit(
+    db: sqlite_utils.Database, audit_id: str, unfinished: Iterable[str], before: datetime,
+    error: str,
+) -> None:  # fmt: skip
+    """Mark the job interrupted if it is unfinished and its heartbeat is older than `before`."""
+    states = list(unfinished)
+    with write_transaction(db):
+        db.execute(
+            "UPDATE account_audits SET state = 'interrupted', error = ? WHERE id = ? AND "
+            f"state IN ({', '.join('?' * len(states))}) AND updated_at < ?",
+            [error, audit_id, *states, iso(before)],
+        )
+
+
+def audit(db: sqlite_utils.Database, audit_id: str) -> dict[str, Any] | None:
+    for row in db.query("SELECT * FROM account_audits WHERE id = ?", [audit_id]):
+        return dict(row)
+    return None
+
+
+def latest_audits(db: sqlite_utils.Database, limit: int = 10) -> list[dict[str, Any]]:
+    return list(
+        db.query("SELECT * FROM account_audits ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                 [limit])
+    )  # fmt: skip
+
+
+def integration_activity(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Each integration label the ledger has seen (None: unlabelled): the enrollments it made
+    or touched first, how many it made, and its latest recorded activity."""
+    return list(
+        db.query(
+            "SELECT origin_integration AS integration, count(*) AS enrollments, "
+            "sum(origin_action = 'created') AS made, max(last_recorded_at) AS last_activity "
+            "FROM enrollments GROUP BY origin_integration ORDER BY last_activity DESC"
+        )
+    )
 
 
 def page_view_attributions(

@@ -65,78 +65,19 @@ def row(event: LiveEvent, document: Mapping[str, Any], received_via: str) -> dic
     }
 
 
-def receive(
-    store: GroupCommit | sqlite_utils.Database, document: Mapping[str, Any], received_via: str
-) -> str:
+def receive(db: sqlite_utils.Database, document: Mapping[str, Any], received_via: str) -> str:
     """Store one decoded event: `STORED`, `DUPLICATE` (already stored) or `IGNORED` (a type
-    the ledger does not keep). Raises `MalformedEvent` before anything is written."""
+    the ledger does not keep). Raises `MalformedEvent` before anything is written.
+
+    The write goes through the ledger's group commit (`ledger.committed`): on a handle made by
+    `ledger.connect`, events arriving at once on several threads share one transaction, and
+    each caller hears its answer only once its row is committed."""
     event = parse_event(document)
     if event.ignored:
         return IGNORED
-    if isinstance(store, GroupCommit):
-        stored = store.store(row(event, document, received_via))
-    else:
-        stored = bool(ledger.store_live_events(store, [row(event, document, received_via)]))
+    new_row = row(event, document, received_via)
+    stored = ledger.committed(db, lambda handle: ledger.insert_live_event(handle, new_row))
     return STORED if stored else DUPLICATE
-
-
-class GroupCommit:
-    """Events from many threads of one process, stored together: group commit.
-
-    Each caller queues its row, then takes the writer lock; whoever holds it writes every
-    queued row in one transaction, on the process's one handle, and hands each caller its
-    answer. A caller whose row a previous writer already stored returns at once. Under load
-    this turns one transaction per event (and threads of one process contending for SQLite's
-    lock, each sleeping in its busy handler) into one per batch; alone it costs nothing more.
-    The caller's answer is given only after its row is committed.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._queue_lock = threading.Lock()
-        self._writer = threading.Lock()
-        self._queued: list[_Slot] = []
-        self._db: sqlite_utils.Database | None = None
-        self._pid: int | None = None
-
-    def store(self, new_row: dict[str, Any]) -> bool:
-        """True if the row was new, False if its key was already stored."""
-        slot = _Slot(new_row)
-        with self._queue_lock:
-            self._queued.append(slot)
-        with self._writer:
-            if not slot.done:
-                with self._queue_lock:
-                    batch, self._queued = self._queued, []
-                self._write(batch)
-        if slot.error is not None:
-            raise slot.error
-        return slot.stored
-
-    def _write(self, batch: list[_Slot]) -> None:
-        try:
-            results = ledger.store_live_events_each(self._handle(), [s.row for s in batch])
-        except Exception as exc:  # every caller of the batch hears of it; nothing was stored
-            for slot in batch:
-                slot.error, slot.done = exc, True
-            return
-        for slot, stored in zip(batch, results, strict=True):
-            slot.stored, slot.done = stored, True
-
-    def _handle(self) -> sqlite_utils.Database:
-        # Opened in the process that writes (gunicorn may fork after the app is built).
-        if self._db is None or self._pid != os.getpid():
-            self._db = ledger.connect(self.path, sync_each_commit=False, shared=True)
-            self._pid = os.getpid()
-        return self._db
-
-
-@dataclass
-class _Slot:
-    row: dict[str, Any]
-    done: bool = False
-    stored: bool = False
-    error: Exception | None = None
 
 
 @dataclass

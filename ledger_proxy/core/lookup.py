@@ -663,3 +663,12 @@ def _ledger_json(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
         # (recorded in 'record' mode); null: no registry, the label is self-declared.
         "label_verified": _flag(record.get("origin_label_verified")),
     }
+
+
+# What core/account_audit.py shares of the lookup: the same join with the ledger and the same
+# evidence, for the rows of Canvas's provisioning report.
+Context = _Context
+Links = _Links
+ledger_record = _ledger_record
+ledger_json = _ledger_json
+linked_json = _linked_json

@@ -272,7 +272,37 @@ def m006_request_identity(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m007_page_view_attributions(db: sqlite_utils.Database) -> None:
+def m007_account_audits(db: sqlite_utils.Database) -> None:
+    # Account audits run as jobs for admins (core/audit_jobs.py): their state survives a
+    # restart of the proxy; `updated_at` is the running worker's heartbeat, so a job whose
+    # process died is seen and reported as interrupted. The result is a file (`result`).
+    db.execute(
+        """
+        CREATE TABLE account_audits (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL,          -- as the admin named it (1, self, sis_account_id:X)
+            term TEXT,
+            provenance TEXT,                   -- keep only this verdict (manual), or NULL
+            requested_by INTEGER,              -- the admin's Canvas user id
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            state TEXT NOT NULL,               -- queued, running, complete, failed, interrupted
+            phase TEXT,                        -- report (Canvas builds it), judging
+            report_id INTEGER,
+            report_progress INTEGER,
+            characters_read INTEGER NOT NULL DEFAULT 0,
+            summary TEXT,                      -- JSON, when complete
+            problems TEXT,                     -- JSON list of {line, message}, when complete
+            error TEXT,
+            result TEXT                        -- path of the NDJSON result, when complete
+        )
+        """
+    )
+    db.execute("CREATE INDEX account_audits_created ON account_audits (created_at)")
+
+
+@migrations()
+def m008_page_view_attributions(db: sqlite_utils.Database) -> None:
     # Who made an enrollment, read from Canvas page views on request (issue 14): the latest
     # answer per enrollment with its evidence, so asking again costs Canvas nothing.
     db.execute(

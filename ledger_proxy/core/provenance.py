@@ -142,6 +142,9 @@ class Evidence:
     actor: ActorEvidence | None = None
     sis_upload: SisUpload | None = None
     link: ObserverLink | None = None  # for an ObserverEnrollment with an associated user
+    # The provisioning report's created_by_sis: an SIS batch last claimed the row (§2.2), where
+    # a listing shows its sis_import_id (core/account_audit.py); None from a listing.
+    created_by_sis: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ def _sis_reason(evidence: Evidence) -> str:
     parts = []
     if evidence.sis_import_id is not None:
         parts.append(f"Canvas shows sis_import_id {evidence.sis_import_id}")
+    if evidence.created_by_sis and evidence.sis_import_id is None:
+        parts.append("Canvas's provisioning report marks it created_by_sis")
     if evidence.in_sis_roster:
         parts.append("it matches the institution's SIS roster")
     actor = evidence.actor
@@ -289,16 +294,22 @@ def classify(evidence: Evidence) -> Verdict:
     record = evidence.ledger
     actor = evidence.actor
     old = predates(evidence)
-    sis_marked = evidence.sis_import_id is not None or bool(evidence.in_sis_roster)
+    sis_claimed = evidence.sis_import_id is not None or bool(evidence.created_by_sis)
+    sis_marked = sis_claimed or bool(evidence.in_sis_roster)
     if record is not None and record.origin_action == "created":
         reason = (
             f"created through the proxy by {_record_who(record)} "
             f"on {_day(record.recorded_at)}"
         )
-        if evidence.sis_import_id is not None:
+        if sis_claimed:
             # sis_import_id only says an SIS batch last claimed the row; the proxy saw it made.
+            shown = (
+                f"sis_import_id {evidence.sis_import_id}"
+                if evidence.sis_import_id is not None
+                else "created_by_sis in its provisioning report"
+            )
             reason += (
-                f"; Canvas now shows sis_import_id {evidence.sis_import_id}: a later SIS import "
+                f"; Canvas now shows {shown}: a later SIS import "
                 "claimed it, which does not make SIS its creator"
             )
         if actor is not None and actor.created and actor.proxied:

@@ -13,6 +13,7 @@ from ledger_proxy.simulator import (
     errors,
     oauth,
     page_views,
+    reports,
     world,
 )
 from ledger_proxy.simulator.state import SimulatorState
@@ -35,6 +36,7 @@ def create_simulator_app(seed_demo: bool = False) -> Flask:
     app.register_blueprint(page_views.bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(reports.bp)
     app.after_request(_after_api_request)
     app.register_error_handler(errors.ApiError, error_response)
     app.register_error_handler(HTTPException, _http_error)

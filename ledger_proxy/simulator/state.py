@@ -47,6 +47,11 @@ class Settings:
     throttled_remaining: float = -3.2
     request_cost: float = 0.01
     request_log_limit: int = 10_000
+    # Account reports (simulator/reports.py): polls of a run before it ends; how it ends
+    # (complete, error, aborted, or stuck: running forever); raw lines appended to its CSV.
+    report_polls: int = 2
+    report_outcome: str = "complete"
+    report_extra_lines: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +93,7 @@ class _Counters:
     sis_imports: itertools.count = field(default_factory=lambda: itertools.count(1))
     error_reports: itertools.count = field(default_factory=lambda: itertools.count(1000))
     requests: itertools.count = field(default_factory=lambda: itertools.count(1))
+    reports: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
 class SimulatorState:
@@ -122,6 +128,7 @@ class SimulatorState:
             self.tokens: dict[str, int] = {}
             self.progresses: dict[int, Progress] = {}
             self.sis_imports: dict[int, SisImport] = {}
+            self.account_reports: dict[int, Any] = {}  # simulator/reports.py AccountReport
             self.jobs: deque[Job] = deque()
             # OAuth2 (simulator/oauth.py): developer keys by client id, unused codes, tokens
             # issued through OAuth, and the user that /login/oauth2/auth approves for.

@@ -29,8 +29,9 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from ..core import lookup
+from ..core import lookup, overview
 from ..core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS
+from ..runtime import get_db
 from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
 from . import session as web_session
 from .lookup import attributed, sources
@@ -190,7 +191,18 @@ def _static_file(filename: str) -> tuple[bytes, str] | None:
 @bp.get("/")
 @signed_in_view
 def index() -> Response:
-    return Response(render_template("dashboard/index.html"), content_type="text/html")
+    """The lookup form; for admins, first the account's picture (core/overview.py)."""
+    signed = web_session.signed_in()
+    admin = signed is not None and signed.user_id in current_app.config["ADMIN_USER_IDS"]
+    summary = overview.overview(get_db()) if admin else None
+    audit = summary["audit"] if summary else None
+    audit_url = (
+        url_for("audits.audit_status", account_id=audit["account_id"], audit_id=audit["id"])
+        if audit
+        else None
+    )
+    body = render_template("dashboard/index.html", overview=summary, audit_url=audit_url)
+    return Response(body, content_type="text/html")
 
 
 @bp.get("/courses")

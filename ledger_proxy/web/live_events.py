@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from ..core import live_store
 from ..core.live_events import MalformedEvent
 from ..errors import ProxyError
-from ..runtime import runtime
+from ..runtime import recording_db, runtime
 from ..upstream.jwks import (
     InvalidEventSignature,
     JwksUnavailable,
@@ -30,8 +30,8 @@ MAX_EVENT_BYTES = 256 * 1024
 
 @bp.post("/live-events")
 def receive() -> tuple[Response, int]:
-    verifier, store = runtime().live_events, runtime().live_events_store
-    if verifier is None or store is None:
+    verifier = runtime().live_events
+    if verifier is None:
         # 404, not 503: nothing is down, the endpoint is simply not in use on this proxy.
         raise ProxyError(
             404,
@@ -42,7 +42,7 @@ def receive() -> tuple[Response, int]:
     body = _body()
     try:
         document = read_event_body(body, verifier)
-        outcome = live_store.receive(store, document, live_store.HTTPS)
+        outcome = live_store.receive(recording_db(), document, live_store.HTTPS)
     except InvalidEventSignature as exc:
         raise ProxyError(401, f"the event was not accepted: {exc}") from None
     except (MalformedEventToken, MalformedEvent) as exc:

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from .. import __version__
 from . import schemas
-from .schemas import ExportArgs, LookupArgs
+from .schemas import AuditArgs, AuditResultArgs, ExportArgs, LookupArgs
 
 bp = Blueprint("openapi", __name__, url_prefix="/ledger/v1")
 
@@ -53,6 +53,10 @@ MODELS: tuple[type[Schema], ...] = (
     schemas.Check,
     schemas.Readiness,
     schemas.NotReady,
+    schemas.AuditProblem,
+    schemas.AuditSummary,
+    schemas.AuditResults,
+    schemas.AuditJob,
 )
 
 TOKEN_SECURITY: list[dict[str, list[str]]] = [{"canvasToken": []}, {"canvasTokenParameter": []}]
@@ -130,6 +134,93 @@ def _lookup(scope: str, id_name: str) -> dict[str, Any]:
     }
 
 
+def _audit_paths() -> dict[str, dict[str, Any]]:
+    base = "/ledger/v1/accounts/{account_id}/audits"
+    account = {
+        "in": "path",
+        "name": "account_id",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Canvas account id: numeric, self, or sis_account_id:<id>.",
+    }
+    audit = {"in": "path", "name": "audit_id", "required": True, "schema": {"type": "string"}}
+    admin_errors = {
+        "401": {"$ref": "#/components/responses/Unauthenticated"},
+        "403": {"$ref": "#/components/responses/NotAdmin"},
+        "502": {"$ref": "#/components/responses/CanvasUnreachable"},
+    }
+    no_job = _json("CanvasError", "No such audit job for this account.")
+    return {
+        base: {
+            "post": {
+                "tags": ["provenance"],
+                "operationId": "start_account_audit",
+                "summary": "Audit every enrollment of an account from Canvas's provisioning "
+                "report, as a job (admins only)",
+                "description": (
+                    "Starts Canvas's provisioning_csv report with the caller's token, judges "
+                    "each row as the course lookup does, and keeps the result. Poll the job's "
+                    "URL (Location). The job survives a restart of the proxy as `interrupted`."
+                ),
+                "security": TOKEN_SECURITY,
+                "parameters": [
+                    account,
+                    {"in": "query", "schema": AuditArgs(exclude=("access_token",))},
+                ],
+                "responses": {
+                    "202": {
+                        **_json("AuditJob", "Started; Location is the job's URL."),
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "400": {"$ref": "#/components/responses/BadParameter"},
+                    "404": _json("CanvasError", "Not a form of Canvas account id."),
+                    **admin_errors,
+                },
+            }
+        },
+        base + "/{audit_id}": {
+            "get": {
+                "tags": ["provenance"],
+                "operationId": "account_audit",
+                "summary": "An account audit job: its state, progress and summary",
+                "security": TOKEN_SECURITY,
+                "parameters": [account, audit],
+                "responses": {
+                    "200": _json("AuditJob", "The job."),
+                    "404": no_job,
+                    **admin_errors,
+                },
+            }
+        },
+        base + "/{audit_id}/result": {
+            "get": {
+                "tags": ["provenance"],
+                "operationId": "account_audit_result",
+                "summary": "A complete account audit's rows, as CSV or NDJSON (streamed)",
+                "security": TOKEN_SECURITY,
+                "parameters": [
+                    account,
+                    audit,
+                    {"in": "query", "schema": AuditResultArgs(exclude=("access_token",))},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "One row per enrollment with its verdict.",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": {"$ref": "#/components/responses/BadParameter"},
+                    "404": no_job,
+                    "409": _json("CanvasError", "The job is not complete (its state is named)."),
+                    **admin_errors,
+                },
+            }
+        },
+    }
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/ledger/v1/courses/{course_id}/enrollments": _lookup("courses", "course_id"),
     "/ledger/v1/sections/{section_id}/enrollments": _lookup("sections", "section_id"),
@@ -201,6 +292,7 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    **_audit_paths(),
     "/ledger/v1/live-events": {
         "post": {
             "tags": ["provenance"],

@@ -416,3 +416,83 @@ class NotReady(CanvasError):
 
     failing = fields.List(fields.String(), required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(Check), required=True)
+
+
+# Account audits (web/audits.py)
+
+
+class AuditArgs(Schema):
+    """Parameters of POST /ledger/v1/accounts/<account_id>/audits (query or form)."""
+
+    term = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Only this enrollment term (Canvas id, or sis_term_id:X)."},
+    )
+    manual_only = fields.Boolean(
+        load_default=False, metadata={"description": "Keep only the rows judged manual."}
+    )
+    access_token = fields.String(load_default=None)
+
+
+class AuditResultArgs(Schema):
+    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "ndjson")))
+    provenance = fields.String(
+        load_default=None,
+        validate=validate.OneOf(VERDICTS),
+        metadata={"description": "Only the rows with this verdict (manual: the manual rows)."},
+    )
+    access_token = fields.String(load_default=None)
+
+
+class AuditProblem(Schema):
+    line = _id("Line of the report file.", required=True)
+    message = _text("What is wrong with the row (it was skipped).", required=True)
+
+
+class AuditSummary(Summary):
+    """Counts of every row judged (before manual_only keeps some)."""
+
+    by_via = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        required=True,
+        metadata={"description": "Counts per verdict for each channel the ledger knows."},
+    )
+    predates_unknown = fields.Integer(
+        required=True,
+        metadata={"description": "Rows whose created_at neither the report nor the ledger has."},
+    )
+    malformed = fields.Integer(required=True, metadata={"description": "Rows skipped."})
+
+
+class AuditResults(Schema):
+    csv = _text("The result as CSV (spreadsheet-safe).", required=True)
+    ndjson = _text("The result as NDJSON.", required=True)
+
+
+class AuditJob(Schema):
+    """An account audit job and, once complete, its summary and where its result is."""
+
+    id = _text("The job's id.", required=True)
+    account_id = _text("The account, as named when the job was started.", required=True)
+    term = _text(allow_none=True, required=True)
+    provenance = _text("manual when only manual rows are kept.", allow_none=True, required=True)
+    requested_by = _id("The admin who started it.", allow_none=True, required=True)
+    state = _text(
+        "queued, running, complete, failed, or interrupted (the proxy stopped or its process "
+        "is gone: start it again).",
+        required=True,
+        validate=validate.OneOf(("queued", "running", "complete", "failed", "interrupted")),
+    )
+    phase = _text("report (Canvas builds it) or judging.", allow_none=True, required=True)
+    report_id = _id("Canvas's report run.", allow_none=True, required=True)
+    report_progress = _id("Canvas's progress of the report, 0-100.", allow_none=True, required=True)
+    characters_read = _id("How much of the report file has been judged.", required=True)
+    created_at = _text(required=True)
+    updated_at = _text("The job's last sign of life.", required=True)
+    summary = fields.Nested(AuditSummary, allow_none=True, required=True)
+    problems = fields.List(fields.Nested(AuditProblem), required=True)
+    error = _text("Why it failed or was interrupted.", allow_none=True, required=True)
+    url = _text("This job.", required=True)
+    results = fields.Nested(AuditResults, allow_none=True, required=True)
