@@ -402,3 +402,22 @@ def test_an_admin_nobody_configured_is_found_with_the_reader_token(
     row = row_of(attributed(proxy, world.course["id"], world.admin["token"]), made["id"])
     assert row["actor"]["user_id"] == world.truth(made["id"])["origin"]["actor_user_id"]
     assert row["actor"]["confidence"] == "probable"
+
+
+def test_the_progress_bar_draws_on_a_terminal_only() -> None:
+    import io
+
+    from ledger_proxy.audit_output import QueryProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = QueryProgress(stream)
+        bar.update(0, 4)
+        bar.update(2, 4)
+        bar.done()
+    assert terminal.getvalue().endswith(f"\r[{'#' * 15}{' ' * 15}] 2/4 page-views queries\n")
+    assert pipe.getvalue() == ""
