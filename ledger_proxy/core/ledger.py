@@ -1130,3 +1130,14 @@ def integration_activity(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             "FROM enrollments GROUP BY origin_integration ORDER BY last_activity DESC"
         )
     )
+
+
+def enrollments_created_per_day(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """How many enrollments the ledger saw Canvas create for a request through the proxy, per
+    UTC day of the ledger's recording (`first_recorded_at`, its own clock)."""
+    return list(
+        db.query(
+            "SELECT substr(first_recorded_at, 1, 10) AS day, count(*) AS enrollments "
+            "FROM enrollments WHERE origin_action = 'created' GROUP BY day ORDER BY day"
+        )
+    )
