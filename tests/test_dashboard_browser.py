@@ -167,3 +167,41 @@ def test_an_admin_signs_in_with_canvas_looks_a_course_up_and_filters_to_manual(c
         assert "You are signed out." in page.content()
     finally:
         context.close()
+
+
+def test_an_admin_sees_the_audit_s_verdicts_charted_per_week_readably(chromium, world, sim, make_proxy):
+    """After an account audit with Live Events, the chart has every verdict: drawn, with its
+    legend, its data table, and every text and bar at WCAG AA contrast."""
+    from .test_account_audit_jobs import audited_with_live_events
+
+    proxy, _ = audited_with_live_events(world, sim, make_proxy)
+    context = chromium.new_context(viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(f"{proxy.url}/ledger/")
+        page.get_by_label("Canvas access token").fill(world.admin["token"])
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.wait_for_url(f"{proxy.url}/ledger/")
+        chart = page.get_by_role("img", name="Enrollments made through the proxy per week, by verdict")
+        assert chart.is_visible()
+        legend = page.locator("svg.chart text.legend-label").all_text_contents()
+        assert legend == ["Integration", "SIS", "Manual", "Pending", "Unknown", "Ambiguous"]
+        drawn = {bar.get_attribute("data-verdict") for bar in page.locator("svg.chart rect.bar").all() if bar.bounding_box()["height"] > 0}
+        assert {"integration", "sis", "manual"} <= drawn
+        # The legend's words stay inside the chart, and the page needs no sideways scrolling.
+        right = page.evaluate("Math.max(...[...document.querySelectorAll('svg.chart text')].map(t => t.getBoundingClientRect().right))")
+        assert right <= chart.bounding_box()["x"] + chart.bounding_box()["width"] + 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+        texts = page.evaluate(FILL_CONTRAST_JS, "svg.chart text")
+        assert [t for t in texts if t["ratio"] < 4.5] == []
+        marks = page.evaluate(FILL_CONTRAST_JS, "svg.chart rect.bar, svg.chart rect.swatch")
+        assert len(marks) >= 6 + 3 and [m for m in marks if m["ratio"] < 3] == []
+        page.get_by_text("The chart's numbers as a table").click()
+        table = page.locator("table.weekly-counts")
+        assert table.is_visible() and table.locator("thead th").all_inner_texts()[1:] == [*legend, "Total"]
+        low = [item for item in page.evaluate(CONTRAST_JS, ".tag, a, th, td, figcaption, summary, code, h2") if item["ratio"] < 4.5]
+        assert low == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-overview-audit.png"), full_page=True)
+    finally:
+        context.close()

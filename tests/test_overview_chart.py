@@ -101,3 +101,31 @@ def test_an_empty_chart_still_draws_its_axis():
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (1, 1), (2, 2), (3, 5), (5, 5), (6, 10), (11, 20), (499, 500), (501, 1000)])
 def test_the_axis_top_is_a_round_number(value, top):
     assert chart._nice_max(value) == top
+
+
+def item(verdict, created_at=None, event_time=None):
+    return {"provenance": verdict, "created_at": created_at, "actor": {"event_time": event_time} if event_time else None}
+
+
+AUDIT_CASES = [
+    pytest.param([], [], {}, id="no-rows"),
+    pytest.param([item("manual", "2026-11-24T10:00:00Z")], [("2026-11-24", "manual", 1)], {}, id="created-at"),
+    pytest.param([item("manual", None, "2026-11-20T09:00:00Z")], [("2026-11-20", "manual", 1)], {}, id="live-event-time"),
+    pytest.param([item("sis", "2026-11-24T10:00:00Z", "2026-11-20T09:00:00Z")], [("2026-11-24", "sis", 1)], {}, id="created-at-first"),
+    pytest.param([item("manual"), item("manual"), item("unknown")], [], {"manual": 2, "unknown": 1}, id="undated-counted"),
+    pytest.param([item("manual", "yesterday")], [], {"manual": 1}, id="unreadable-time-undated"),
+    pytest.param([item("integration", "2026-11-24T10:00:00Z"), item("pending")], [], {}, id="ledger-verdicts-left-to-the-ledger"),
+    pytest.param([item("ambiguous", "2026-11-24T01:00:00Z"), item("ambiguous", "2026-11-24T23:00:00Z"), item("sis", "2026-11-23T00:00:00Z")],
+                 [("2026-11-23", "sis", 1), ("2026-11-24", "ambiguous", 2)], {}, id="summed-per-day-and-verdict"),
+]
+
+
+@pytest.mark.parametrize(("items", "dated", "undated"), AUDIT_CASES)
+def test_audit_days(items, dated, undated):
+    assert overview.audit_days(items) == (dated, undated)
+
+
+def test_without_a_completed_audit_only_the_ledger_s_verdicts_are_charted(db):
+    summary = overview.overview(db)
+    assert summary["chart_verdicts"] == ("integration", "pending") and summary["chart_undated"] is None
+    assert set(summary["weekly"][0]["counts"]) == {"integration", "pending"}

@@ -203,13 +203,12 @@ def index() -> Response:
         if audit
         else None
     )
-    chart = _weekly_chart(summary["weekly"]) if summary else None
+    chart = _weekly_chart(summary["weekly"], summary["chart_verdicts"]) if summary else None
     body = render_template(
         "dashboard/index.html",
         overview=summary,
         audit_url=audit_url,
         chart=chart,
-        chart_verdicts=overview.CHART_VERDICTS,
     )
     return Response(body, content_type="text/html")
 
@@ -217,11 +216,11 @@ def index() -> Response:
 CHART_TITLE = "Enrollments made through the proxy per week, by verdict"
 
 
-def _weekly_chart(weeks: list[dict[str, Any]]) -> Markup:
+def _weekly_chart(weeks: list[dict[str, Any]], verdicts: tuple[str, ...]) -> Markup:
     """The overview's chart (web/chart.py): SVG built from escaped text only."""
     total = {
         verdict: sum(week["counts"][verdict] for week in weeks)
-        for verdict in overview.CHART_VERDICTS
+        for verdict in verdicts
     }
     description = (
         f"Stacked bars for the last {len(weeks)} weeks, from {weeks[0]['week']} to "
@@ -230,7 +229,7 @@ def _weekly_chart(weeks: list[dict[str, Any]]) -> Markup:
         + " in all. The table below gives each week's numbers."
     )
     return Markup(  # noqa: S704 - every text in it is escaped by weekly_svg
-        chart.weekly_svg(weeks, overview.CHART_VERDICTS, VERDICT_LABELS, CHART_TITLE, description)
+        chart.weekly_svg(weeks, verdicts, VERDICT_LABELS, CHART_TITLE, description)
     )
 
 
