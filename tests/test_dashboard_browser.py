@@ -101,7 +101,7 @@ def test_an_admin_signs_in_with_canvas_looks_a_course_up_and_filters_to_manual(c
         assert "Signed in as Ada Admin" in page.locator("header").inner_text()
 
         # The admin's overview: the weekly chart is drawn (no script), labelled and readable.
-        chart = page.get_by_role("img", name="Enrollments made through the proxy per week, by verdict")
+        chart = page.get_by_role("img", name="Enrollments made per week, by verdict")
         assert chart.is_visible()
         box = chart.bounding_box()
         assert box and box["width"] > 300 and box["height"] > 100 and box["x"] + box["width"] <= LAPTOP["width"]
@@ -182,7 +182,7 @@ def test_an_admin_sees_the_audit_s_verdicts_charted_per_week_readably(chromium, 
         page.get_by_label("Canvas access token").fill(world.admin["token"])
         page.get_by_role("button", name="Sign in", exact=True).click()
         page.wait_for_url(f"{proxy.url}/ledger/")
-        chart = page.get_by_role("img", name="Enrollments made through the proxy per week, by verdict")
+        chart = page.get_by_role("img", name="Enrollments made per week, by verdict")
         assert chart.is_visible()
         legend = page.locator("svg.chart text.legend-label").all_text_contents()
         assert legend == ["Integration", "SIS", "Manual", "Pending", "Unknown", "Ambiguous"]

@@ -203,34 +203,27 @@ def index() -> Response:
         if audit
         else None
     )
-    chart = _weekly_chart(summary["weekly"], summary["chart_verdicts"]) if summary else None
+    svg = _weekly_chart(summary["weekly"], summary["chart_verdicts"]) if summary else None
     body = render_template(
-        "dashboard/index.html",
-        overview=summary,
-        audit_url=audit_url,
-        chart=chart,
+        "dashboard/index.html", overview=summary, audit_url=audit_url, chart=svg
     )
     return Response(body, content_type="text/html")
 
 
-CHART_TITLE = "Enrollments made through the proxy per week, by verdict"
+CHART_TITLE = "Enrollments made per week, by verdict"
 
 
 def _weekly_chart(weeks: list[dict[str, Any]], verdicts: tuple[str, ...]) -> Markup:
     """The overview's chart (web/chart.py): SVG built from escaped text only."""
-    total = {
-        verdict: sum(week["counts"][verdict] for week in weeks)
-        for verdict in verdicts
-    }
+    total = {verdict: sum(week["counts"][verdict] for week in weeks) for verdict in verdicts}
     description = (
         f"Stacked bars for the last {len(weeks)} weeks, from {weeks[0]['week']} to "
         f"{weeks[-1]['week']}: "
         + ", ".join(f"{VERDICT_LABELS[v]} {n}" for v, n in total.items())
         + " in all. The table below gives each week's numbers."
     )
-    return Markup(  # noqa: S704 - every text in it is escaped by weekly_svg
-        chart.weekly_svg(weeks, verdicts, VERDICT_LABELS, CHART_TITLE, description)
-    )
+    # Markup: weekly_svg escapes every text it writes.
+    return Markup(chart.weekly_svg(weeks, verdicts, VERDICT_LABELS, CHART_TITLE, description))
 
 
 @bp.get("/courses")
