@@ -8,7 +8,7 @@ import io
 import json
 import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -141,6 +141,17 @@ def test_the_dashboard_home_is_the_admins_overview(world, sim, account):
         assert f'<td data-verdict="{verdict}">{done["summary"][verdict]}</td>' in page
     assert '<tr data-integration="roster-sync"><td>roster-sync</td><td>' in page
     assert 'id="unsettled">0 request(s)' in page
+    # The weekly chart now has every verdict: the audit's rows are either charted by their
+    # known creation time or counted as undated in the caption, none lost.
+    svg = page[page.index("<svg"): page.index("</svg>")]
+    charted = {}
+    for verdict, count in re.findall(r'data-verdict="([a-z]+)" data-count="(\d+)"', svg):
+        charted[verdict] = charted.get(verdict, 0) + int(count)
+    undated = {v: int(n) for v, n in re.findall(r'<span data-undated="([a-z]+)">[A-Za-z]+ (\d+)</span>', page)}
+    for verdict in ("sis", "manual", "unknown", "ambiguous"):
+        assert charted.get(verdict, 0) + undated.get(verdict, 0) == done["summary"][verdict], verdict
+    assert done["summary"]["manual"] and done["summary"]["sis"]
+    assert re.findall(r'class="legend-label"[^>]*>([A-Za-z]+)<', svg) == ["Integration", "SIS", "Manual", "Pending", "Unknown", "Ambiguous"]
     link = re.search(r'id="manual-rows" href="([^"]+)"', page).group(1).replace("&amp;", "&")
     manual = admin.get(f"{account.proxy.url}{link}", timeout=10)  # the signed-in admin's session
     assert manual.status_code == 200, manual.text
@@ -149,3 +160,43 @@ def test_the_dashboard_home_is_the_admins_overview(world, sim, account):
     teacher = browser_session()
     sign_in_with_token(teacher, account.proxy, world.teacher["token"])
     assert "at a glance" not in teacher.get(f"{account.proxy.url}/ledger/", timeout=10).text
+
+
+def chart_totals(page):
+    svg = page[page.index("<svg"): page.index("</svg>")]
+    charted = {}
+    for week, verdict, count in re.findall(r'data-week="([^"]+)" data-verdict="([a-z]+)" data-count="(\d+)"', svg):
+        charted[(week, verdict)] = charted.get((week, verdict), 0) + int(count)
+    undated = {v: int(n) for v, n in re.findall(r'<span data-undated="([a-z]+)">[A-Za-z]+ (\d+)</span>', page)}
+    return charted, undated
+
+
+def audited_with_live_events(world, sim, make_proxy):
+    """A proxy receiving Live Events in front of an Account, and its completed audit job."""
+    proxy = make_proxy(sim.url, ADMIN_USER_IDS=[world.admin["id"]], SESSION_COOKIE_SECURE=False, LIVE_EVENTS_JWKS=sim.live_events_jwks_url)
+    sim.live_events(url=f"{proxy.url}/ledger/v1/live-events")
+    try:
+        Account(world, sim, proxy)
+        sim.flush_live_events()
+    finally:
+        sim.live_events(enabled=False)
+    done = wait_for(start(proxy, world.admin).json()["url"], world.admin, "complete", "failed")
+    assert done["state"] == "complete", done
+    return proxy, done
+
+
+def test_with_live_events_the_overview_charts_the_audit_s_rows_by_the_week_they_were_made(world, sim, make_proxy):
+    """Rows the provisioning report cannot date are dated by the Live Event that made them."""
+    from .dashboard_support import browser_session, sign_in_with_token
+
+    proxy, done = audited_with_live_events(world, sim, make_proxy)
+    admin = browser_session()
+    sign_in_with_token(admin, proxy, world.admin["token"])
+    page = admin.get(f"{proxy.url}/ledger/", timeout=10).text
+    charted, undated = chart_totals(page)
+    this_week = "{}-W{:02d}".format(*datetime.now(UTC).isocalendar()[:2])
+    assert charted[(this_week, "manual")] > 0 and charted[(this_week, "sis")] > 0
+    for verdict in ("sis", "manual", "unknown", "ambiguous"):
+        dated = sum(n for (_, v), n in charted.items() if v == verdict)
+        assert dated + undated.get(verdict, 0) == done["summary"][verdict], verdict
+    assert "the time of the Live Event that made the row" in page

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 import zlib
+from datetime import date, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -381,3 +383,54 @@ def test_an_unknown_dashboard_page_is_an_html_404_and_the_api_keeps_json(make_pr
     assert "no such page" in page.text
     api = requests.get(f"{proxy.url}/ledger/v1/no-such-endpoint", timeout=10)
     assert api.status_code == 404 and api.json()["errors"][0]["message"]
+
+
+def test_the_course_page_shows_the_course_s_name_from_canvas(world, sim, mixed_course):
+    session = browser_session()
+    sign_in_with_token(session, mixed_course, world.admin["token"])
+    for ref in (str(world.course["id"]), "sis_course_id:BIO-101"):
+        page = session.get(f"{mixed_course.url}/ledger/courses/{ref}", timeout=10)
+        assert page.status_code == 200
+        assert f'<span class="course-name">Biology 101</span> <span class="muted">course {ref}' in page.text
+        assert f"<title>Biology 101 ({ref})" in page.text
+    # A course name with markup in it is text on the page, never markup.
+    odd = sim.add_course("<i>Bio</i> & Co")
+    escaped = session.get(f"{mixed_course.url}/ledger/courses/{odd['id']}", timeout=10).text
+    assert '<span class="course-name">&lt;i&gt;Bio&lt;/i&gt; &amp; Co</span>' in escaped and "<i>Bio</i>" not in escaped
+
+
+def test_the_course_page_falls_back_to_the_id_when_canvas_gives_no_name(world, sim, mixed_course):
+    session = browser_session()
+    sign_in_with_token(session, mixed_course, world.admin["token"])
+    course_id = world.course["id"]
+    sim.control("POST", "faults", {"rules": [{"action": "error", "status": 500, "method": "GET", "path": rf"/api/v1/courses/{course_id}$"}]})
+    try:
+        page = session.get(f"{mixed_course.url}/ledger/courses/{course_id}", timeout=10)
+    finally:
+        sim.control("DELETE", "faults")
+    assert page.status_code == 200 and f'<h1 id="results-heading">Course {course_id}</h1>' in page.text
+    assert "course-name" not in page.text and page_rows(page.text)  # the lookup itself still shown
+
+
+def test_the_admin_s_home_charts_the_enrollments_made_per_week(world, sim, mixed_course):
+    session = browser_session()
+    sign_in_with_token(session, mixed_course, world.admin["token"])
+    page = session.get(f"{mixed_course.url}/ledger/", timeout=10).text
+    svg = page[page.index("<svg"): page.index("</svg>") + len("</svg>")]
+    assert '<title id="chart-title">Enrollments made per week, by verdict</title>' in svg
+    assert '<desc id="chart-desc">' in svg and "Integration" in svg and "Pending" in svg
+    assert "<script" not in page
+    # Every enrollment the proxy saw Canvas create (the integrations table's "made") is in this
+    # week's Integration bar, and in the data table beside the chart.
+    made = sum(int(n) for n in re.findall(r'<tr data-integration="[^"]*"><td>[^<]*</td><td>\d+</td><td>(\d+)</td>', page))
+    assert made == 4  # roster-sync: three enrollments of students 0, 1, 6 and one deleted at once
+    bars = {(week, verdict): int(count) for week, verdict, count in re.findall(r'data-week="([^"]+)" data-verdict="([^"]+)" data-count="(\d+)"', svg)}
+    monday = (date.today() - timedelta(days=date.today().weekday())).isoformat()
+    label = "{}-W{:02d}".format(*date.fromisoformat(monday).isocalendar()[:2])
+    assert bars == {(label, "integration"): made}
+    row = re.search(rf'<tr data-week="{monday}">(.*?)</tr>', page).group(1)
+    assert f'<td data-verdict="integration">{made}</td><td data-verdict="pending">0</td><td data-verdict="total">{made}</td>' in row
+    assert "provisioning report" in page and "has no creation time" in page  # the caption says what is counted
+    teacher = browser_session()
+    sign_in_with_token(teacher, mixed_course, world.teacher["token"])
+    assert "<svg" not in teacher.get(f"{mixed_course.url}/ledger/", timeout=10).text

@@ -55,6 +55,13 @@ CONTRAST_JS = """
 """
 
 
+# The same for SVG: each chart text's and bar's `fill` against the page behind the chart.
+# Text needs 4.5:1 (WCAG 1.4.3), a bar as a graphic 3:1 (WCAG 1.4.11).
+FILL_CONTRAST_JS = CONTRAST_JS.replace(
+    "getComputedStyle(el).color", "getComputedStyle(el).fill"
+).replace("background(el))", "background(el.ownerSVGElement || el))")
+
+
 @pytest.fixture(scope="module")
 def chromium():
     if not CHROMIUM.exists():
@@ -93,12 +100,39 @@ def test_an_admin_signs_in_with_canvas_looks_a_course_up_and_filters_to_manual(c
         page.wait_for_url(f"{oauth_proxy.url}/ledger/")
         assert "Signed in as Ada Admin" in page.locator("header").inner_text()
 
+        # The admin's overview: the weekly chart is drawn (no script), labelled and readable.
+        chart = page.get_by_role("img", name="Enrollments made per week, by verdict")
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 100 and box["x"] + box["width"] <= LAPTOP["width"]
+        made = int(page.locator("table.integrations tbody tr td:nth-child(3)").first.inner_text())
+        bars = page.locator("svg.chart rect.bar")
+        assert bars.count() == 1 and bars.first.get_attribute("data-verdict") == "integration"
+        assert int(bars.first.get_attribute("data-count")) == made == 4
+        assert bars.first.bounding_box()["height"] > 20  # drawn, not only in the markup
+        legend = page.locator("svg.chart text.legend-label").all_text_contents()
+        assert legend == ["Integration", "Pending"]
+        assert "provisioning report" in page.locator("figure.weekly figcaption").inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+        assert page.evaluate("document.querySelectorAll('script').length") == 0
+        texts = page.evaluate(FILL_CONTRAST_JS, "svg.chart text")
+        assert texts and [t for t in texts if t["ratio"] < 4.5] == []
+        marks = page.evaluate(FILL_CONTRAST_JS, "svg.chart rect.bar, svg.chart rect.swatch")
+        assert len(marks) == 3 and [m for m in marks if m["ratio"] < 3] == []
+        low = [item for item in page.evaluate(CONTRAST_JS, ".tag, .muted, a, th, td, label, .help, button, figcaption, summary, h1, h2, p") if item["ratio"] < 4.5]
+        assert low == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
         page.get_by_label("Course", exact=True).fill("sis_course_id:BIO-101")
         page.get_by_role("button", name="Look up").click()
         page.wait_for_url("**/ledger/courses/sis_course_id:BIO-101")
         live = {i: t for i, t in truth.items() if t["enrollment_state"] != "deleted"}
         assert shown_tags(page) == {i: TAG_LABELS[expected_verdict(t)] for i, t in live.items()}
         assert set(shown_tags(page).values()) == {"Integration", "SIS", "Manual"}
+        heading = page.get_by_role("heading", level=1).inner_text()
+        assert heading.startswith("Biology 101") and "sis_course_id:BIO-101" in heading
+        assert page.title().startswith("Biology 101")
 
         # Usable on a laptop screen and readable: no sideways scrolling, every control
         # labelled, every text at WCAG AA contrast (colour repeats the tag's words, never alone).
@@ -131,5 +165,43 @@ def test_an_admin_signs_in_with_canvas_looks_a_course_up_and_filters_to_manual(c
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url("**/ledger/login")
         assert "You are signed out." in page.content()
+    finally:
+        context.close()
+
+
+def test_an_admin_sees_the_audit_s_verdicts_charted_per_week_readably(chromium, world, sim, make_proxy):
+    """After an account audit with Live Events, the chart has every verdict: drawn, with its
+    legend, its data table, and every text and bar at WCAG AA contrast."""
+    from .test_account_audit_jobs import audited_with_live_events
+
+    proxy, _ = audited_with_live_events(world, sim, make_proxy)
+    context = chromium.new_context(viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(f"{proxy.url}/ledger/")
+        page.get_by_label("Canvas access token").fill(world.admin["token"])
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        page.wait_for_url(f"{proxy.url}/ledger/")
+        chart = page.get_by_role("img", name="Enrollments made per week, by verdict")
+        assert chart.is_visible()
+        legend = page.locator("svg.chart text.legend-label").all_text_contents()
+        assert legend == ["Integration", "SIS", "Manual", "Pending", "Unknown", "Ambiguous"]
+        drawn = {bar.get_attribute("data-verdict") for bar in page.locator("svg.chart rect.bar").all() if bar.bounding_box()["height"] > 0}
+        assert {"integration", "sis", "manual"} <= drawn
+        # The legend's words stay inside the chart, and the page needs no sideways scrolling.
+        right = page.evaluate("Math.max(...[...document.querySelectorAll('svg.chart text')].map(t => t.getBoundingClientRect().right))")
+        assert right <= chart.bounding_box()["x"] + chart.bounding_box()["width"] + 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+        texts = page.evaluate(FILL_CONTRAST_JS, "svg.chart text")
+        assert [t for t in texts if t["ratio"] < 4.5] == []
+        marks = page.evaluate(FILL_CONTRAST_JS, "svg.chart rect.bar, svg.chart rect.swatch")
+        assert len(marks) >= 6 + 3 and [m for m in marks if m["ratio"] < 3] == []
+        page.get_by_text("The chart's numbers as a table").click()
+        table = page.locator("table.weekly-counts")
+        assert table.is_visible() and table.locator("thead th").all_inner_texts()[1:] == [*legend, "Total"]
+        low = [item for item in page.evaluate(CONTRAST_JS, ".tag, a, th, td, figcaption, summary, code, h2") if item["ratio"] < 4.5]
+        assert low == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-overview-audit.png"), full_page=True)
     finally:
         context.close()

@@ -213,6 +213,13 @@ def result_path(db: Any, audit_id: str) -> str | None:
     return row["result"] if row and row["state"] == COMPLETE else None
 
 
+def result_items(path: str) -> Iterator[dict[str, Any]]:
+    """The stored result's items (one JSON object per line), one at a time."""
+    with open(path, encoding="utf-8") as stored:
+        for line in stored:
+            yield json.loads(line)
+
+
 def result_chunks(path: str, fmt: str, provenance: str | None = None) -> Iterator[bytes]:
     """The stored result (NDJSON) as NDJSON or spreadsheet-safe CSV, a piece at a time; only
     the rows of one verdict when `provenance` is given."""

@@ -1192,3 +1192,14 @@ def integration_user_ids(db: sqlite_utils.Database) -> list[int]:
         "SELECT DISTINCT actor_user_id FROM requests WHERE actor_user_id IS NOT NULL"
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def enrollments_created_per_day(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """How many enrollments the ledger saw Canvas create for a request through the proxy, per
+    UTC day of the ledger's recording (`first_recorded_at`, its own clock)."""
+    return list(
+        db.query(
+            "SELECT substr(first_recorded_at, 1, 10) AS day, count(*) AS enrollments "
+            "FROM enrollments WHERE origin_action = 'created' GROUP BY day ORDER BY day"
+        )
+    )

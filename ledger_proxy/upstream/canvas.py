@@ -312,6 +312,14 @@ class CanvasClient:
         """The JSON document at `target` (its first page only); errors as pages() raises."""
         return self._get(target, token)[0]
 
+    def course(self, course_ref: str, token: str) -> dict[str, Any]:
+        """Canvas's Course JSON (GET /api/v1/courses/:id, an id or sis_course_id:...), as the
+        token's user may see it; errors as pages() raises."""
+        document = self.get_json(f"/api/v1/courses/{quote(course_ref, safe=':')}", token)
+        if not isinstance(document, dict):
+            raise CanvasConnectionLost("a course that is not a JSON object")
+        return document
+
     def _get(self, target: str, token: str) -> tuple[Any, str | None]:
         """(JSON document, URL of its next page) of an authenticated GET."""
         response = self._get_as(token, target)

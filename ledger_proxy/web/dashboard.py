@@ -26,13 +26,15 @@ from flask import (
     request,
     url_for,
 )
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from ..core import lookup, overview
 from ..core.vocab import AMBIGUOUS, INTEGRATION, MANUAL, PENDING, SIS, UNKNOWN, VERDICTS
-from ..runtime import get_db
-from ..upstream.canvas import CANVAS_FAILURES, CanvasRefused, proxy_error
+from ..runtime import get_db, runtime
+from ..upstream.canvas import CANVAS_FAILURES, CanvasAnswerCut, CanvasRefused, proxy_error
+from . import chart
 from . import session as web_session
 from .lookup import attributed, sources
 
@@ -201,8 +203,27 @@ def index() -> Response:
         if audit
         else None
     )
-    body = render_template("dashboard/index.html", overview=summary, audit_url=audit_url)
+    svg = _weekly_chart(summary["weekly"], summary["chart_verdicts"]) if summary else None
+    body = render_template(
+        "dashboard/index.html", overview=summary, audit_url=audit_url, chart=svg
+    )
     return Response(body, content_type="text/html")
+
+
+CHART_TITLE = "Enrollments made per week, by verdict"
+
+
+def _weekly_chart(weeks: list[dict[str, Any]], verdicts: tuple[str, ...]) -> Markup:
+    """The overview's chart (web/chart.py): SVG built from escaped text only."""
+    total = {verdict: sum(week["counts"][verdict] for week in weeks) for verdict in verdicts}
+    description = (
+        f"Stacked bars for the last {len(weeks)} weeks, from {weeks[0]['week']} to "
+        f"{weeks[-1]['week']}: "
+        + ", ".join(f"{VERDICT_LABELS[v]} {n}" for v, n in total.items())
+        + " in all. The table below gives each week's numbers."
+    )
+    # Markup: weekly_svg escapes every text it writes.
+    return Markup(chart.weekly_svg(weeks, verdicts, VERDICT_LABELS, CHART_TITLE, description))
 
 
 @bp.get("/courses")
@@ -238,6 +259,7 @@ def course(course_id: str) -> Response:
     body = render_template(
         "dashboard/course.html",
         course_ref=course_id,
+        course_name=_course_name(signed.token, course_id),
         course_id=numeric_ids.pop() if len(numeric_ids) == 1 else None,
         result=result,
         provenance=provenance,
@@ -248,6 +270,18 @@ def course(course_id: str) -> Response:
         is_admin=signed.user_id in current_app.config["ADMIN_USER_IDS"],
     )
     return Response(body, content_type="text/html")
+
+
+def _course_name(token: str, course_ref: str) -> str | None:
+    """The course's name as Canvas shows it to this user; None (the page shows the id alone)
+    when Canvas does not say, so a failure here never breaks the lookup's page."""
+    try:
+        course = runtime().canvas.course(course_ref, token)
+    except (CanvasRefused, *CANVAS_FAILURES, CanvasAnswerCut) as exc:
+        log.info("course %s: no name from Canvas (%s)", course_ref, type(exc).__name__)
+        return None
+    name = course.get("name")
+    return name if isinstance(name, str) and name.strip() else None
 
 
 def _filters() -> tuple[str | None, bool]:
