@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import requests
 
-from .helpers import ledger_rows
 from ledger_proxy.devserver import gunicorn_process
+
+from .helpers import ledger_rows
 
 ENROLLMENTS = r"/courses/\d+/enrollments$"
 SIS_IMPORTS = r"/sis_imports$"

@@ -45,7 +45,7 @@ def test_weeks_across_a_year_end_use_iso_labels():
     assert [(w["week"], w["label"], w["total"]) for w in weeks] == [("2026-12-28", "2026-W53", 1), ("2027-01-04", "2027-W01", 0)]
 
 
-def test_the_overview_counts_the_ledgers_creates_and_unsettled_create_requests(db):
+def test_the_overview_counts_the_ledgers_creates_and_unsettled_create_requests(db):  # noqa: F811
     now = datetime.now(UTC)
     recorded_create(db, 1)
     recorded_create(db, 2)
@@ -125,7 +125,7 @@ def test_audit_days(items, dated, undated):
     assert overview.audit_days(items) == (dated, undated)
 
 
-def test_without_a_completed_audit_only_the_ledger_s_verdicts_are_charted(db):
+def test_without_a_completed_audit_only_the_ledger_s_verdicts_are_charted(db):  # noqa: F811
     summary = overview.overview(db)
     assert summary["chart_verdicts"] == ("integration", "pending") and summary["chart_undated"] is None
     assert set(summary["weekly"][0]["counts"]) == {"integration", "pending"}

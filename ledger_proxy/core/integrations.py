@@ -33,8 +33,8 @@ class Registry:
     mode: str = ENFORCE
 
     def allows(self, label: str, user_id: int | None) -> bool:
-        allowed = self.users_by_label.get(label)
-        return bool(allowed) and user_id is not None and user_id in allowed
+        allowed = self.users_by_label.get(label, frozenset())
+        return user_id is not None and user_id in allowed
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ def parse_registry(document: Any, mode: str = ENFORCE) -> Registry:
         if not isinstance(ids, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) for i in ids
         ):
-            raise RegistryError(f"integration {label!r}: user_ids must be a list of Canvas user ids")
+            raise RegistryError(
+                f"integration {label!r}: user_ids must be a list of Canvas user ids"
+            )
         users[str(label)] = frozenset(ids)
     return Registry(users, mode)
 

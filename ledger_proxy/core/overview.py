@@ -37,7 +37,7 @@ def overview(db: sqlite_utils.Database, today: date | None = None) -> dict[str, 
     ]
     days += [(row["received_at"][:10], PENDING, 1) for row in ledger.unsettled_creates(db)]
     dated = _dated_audit_rows(db, audit)
-    verdicts = LEDGER_VERDICTS
+    verdicts: tuple[str, ...] = LEDGER_VERDICTS
     if dated is not None:
         days += dated[0]
         verdicts = VERDICTS  # every verdict, in the page's order

@@ -155,11 +155,11 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        config = getattr(self.wsgi, "config", None)  # the Flask app of wsgi:app
+        config = getattr(self.wsgi, "config", None)  # type: ignore[has-type]  # wsgi:app's Flask app
         self.receive_timeout = _setting(config, "RECEIVE_TIMEOUT")
         self.receive_min_rate = _setting(config, "RECEIVE_MIN_RATE")
         self.max_body = int(_setting(config, "MAX_BODY_BYTES"))
-        self.wsgi = partial(canvas_exact, self.wsgi)
+        self.wsgi = partial(canvas_exact, self.wsgi)  # type: ignore[has-type]
 
     @property
     def _receives(self) -> bool:
@@ -260,7 +260,8 @@ class CanvasWorker(ThreadWorker):  # type: ignore[misc]
         for conn in list(self.receiving.values()):
             if force or stopped or conn.reception.deadline.remaining() <= 0:
                 started = bool(conn.reception.buf)
-                self._drop(conn, error_bytes(*describe(ReceiveTimeout(), self.cfg)) if started else b"")
+                answer = error_bytes(*describe(ReceiveTimeout(), self.cfg)) if started else b""
+                self._drop(conn, answer)
 
     # The thread's part.
 

@@ -74,7 +74,8 @@ def request_params() -> Params:
     if "params" in g:
         cached: Params = g.params
         return cached
-    query = parse_qsl(request.query_string.decode("utf-8", errors="replace"), keep_blank_values=True)
+    raw_query = request.query_string.decode("utf-8", errors="replace")
+    query = parse_qsl(raw_query, keep_blank_values=True)
     body: list[tuple[str, Any]] = []
     if request.mimetype in JSON_MIMETYPES:
         try:
