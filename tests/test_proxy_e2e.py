@@ -221,3 +221,37 @@ def test_a_hand_made_row_only_seconds_old_is_still_adopted(world, proxy, sim):
     sim.control("POST", "clock", {"now": None})
     Canvas(proxy.url, world.admin["token"]).get_course(world.course["id"]).enroll_user(student["id"])
     assert [e["action"] for e in events(proxy)] == ["adopted"]
+
+
+def test_a_re_enrollment_is_adopted_on_canvas_s_clock_not_the_proxy_s(world, sim, make_proxy):
+    """Canvas's Date is its own clock: a row made on Canvas an hour before the re-enrollment,
+    by Canvas's clock, is `adopted`, even when Canvas's clock runs ahead of the proxy's (here
+    a month: by the proxy's clock the row would not exist yet, and look new)."""
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    import requests
+
+    proxy = make_proxy(sim.url)
+    student = world.students[6]
+    made = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+    re_enrolled = made + timedelta(hours=1)
+    sim.control("POST", "clock", {"now": made.isoformat()})
+    sim.control("POST", "ui/enrollments", {"course_id": world.course["id"], "user_id": student["id"],
+                                          "type": "StudentEnrollment", "actor_user_id": world.teacher["id"]})
+    sim.control("POST", "clock", {"now": re_enrolled.isoformat()})
+    answer = requests.post(
+        f"{proxy.url}/i/roster-sync/api/v1/courses/{world.course['id']}/enrollments",
+        data={"enrollment[user_id]": student["id"], "enrollment[type]": "StudentEnrollment"},
+        headers={"Authorization": f"Bearer {world.admin['token']}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    # werkzeug's development servers (the simulator's and this proxy's) add their own Date
+    # before the application's; Canvas's own comes last.
+    assert answer.headers["Date"].endswith(format_datetime(re_enrolled, usegmt=True))
+    assert world.truth(answer.json()["id"])["origin"]["channel"] == "ui"
+    with sqlite3.connect(proxy.app.config["DATABASE"]) as conn:
+        actions = [row[0] for row in conn.execute("SELECT action FROM events WHERE enrollment_id = ?", (answer.json()["id"],))]
+    assert actions == ["adopted"]

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from flask import Response, current_app, g, request
+from werkzeug.http import http_date
 
 from ledger_proxy.simulator import errors
 from ledger_proxy.simulator.live_events import DEFAULT_DEVELOPER_KEY_ID
@@ -44,8 +45,11 @@ def error_response(error: errors.ApiError) -> Response:
 
 
 def add_canvas_headers(response: Response) -> Response:
-    """Per-request headers every Canvas API answer carries."""
+    """Per-request headers every Canvas API answer carries, and Canvas's Date: its own clock
+    (the simulator's, which tests may set), which the proxy reads to tell a re-enrollment
+    from a new row. werkzeug's server adds its own real-time Date first; Canvas's comes last."""
     settings = sim_state().settings
+    response.headers["Date"] = http_date(sim_state().now())
     context_id = request.environ.get(CONTEXT_ID_KEY)
     if context_id:
         response.headers["X-Request-Context-Id"] = context_id
