@@ -136,6 +136,22 @@ def assert_canvas_made_nothing(sim: Any, world: Any, database: str) -> None:
     assert ledger_rows(database, f"SELECT seq FROM events WHERE user_id IN ({marks})", tuple(ids)) == []
 
 
+def assert_nothing_sent_and_still_serving(base: str, sim: Any, world: Any, database: str) -> None:
+    """Nothing reached Canvas or the ledger for the cut request, and the next client is served."""
+    assert_canvas_made_nothing(sim, world, database)
+    assert sim.requests_log(ENROLLMENTS) == []  # not even an incomplete request was sent
+    assert ledger_rows(database, "SELECT id FROM requests") == []
+    assert_still_serving(base, sim, world, database)
+
+
+def send_then_half_close(base: str, data: bytes) -> bytes:
+    """Send `data`, close the sending half (the client can still hear), read the answer."""
+    with connect(base) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock)
+
+
 def assert_still_serving(base: str, sim: Any, world: Any, database: str) -> None:
     """Another client, right after, is served and recorded as usual."""
     student = world.students[-1]
@@ -170,43 +186,29 @@ def test_a_body_one_byte_short_then_the_client_closes(world, sim, proxy):
     # whose worker receives small requests whole before a thread takes them) the worker's log
     # line, says the proxy is done with the request.
     wait_until(lambda: proxy_errors_answered(base) > answered or cut_short_seen(log) > dropped)
-    assert_canvas_made_nothing(sim, world, database)
-    assert sim.requests_log(ENROLLMENTS) == []  # nothing at all was sent
-    assert ledger_rows(database, "SELECT id FROM requests") == []
-    assert_still_serving(base, sim, world, database)
+    assert_nothing_sent_and_still_serving(base, sim, world, database)
 
 
 def test_a_short_body_then_a_half_close_is_told_400(world, sim, proxy):
     base, database, _, _ = proxy
     body = form_body(world.students[1])
-    with connect(base) as sock:
-        sock.sendall(enrollment_head(world, f"Content-Length: {len(body) + 40}\r\n") + body)
-        sock.shutdown(socket.SHUT_WR)
-        raw = read_until_closed(sock)
+    raw = send_then_half_close(base, enrollment_head(world, f"Content-Length: {len(body) + 40}\r\n") + body)
     # The app says how much arrived; gunicorn's worker, which receives small requests whole
     # before a thread takes them, refuses it before the app ever sees it.
     assert_canvas_error_bytes(raw, 400, "nothing was sent to Canvas")
-    assert_canvas_made_nothing(sim, world, database)
-    assert sim.requests_log(ENROLLMENTS) == []
-    assert ledger_rows(database, "SELECT id FROM requests") == []
-    assert_still_serving(base, sim, world, database)
+    assert_nothing_sent_and_still_serving(base, sim, world, database)
 
 
 def test_a_chunked_body_cut_before_its_last_chunk(world, sim, proxy):
     base, database, _, _ = proxy
     body = form_body(world.students[2])
-    with connect(base) as sock:
-        sock.sendall(
-            enrollment_head(world, "Transfer-Encoding: chunked\r\n")
-            + f"{len(body):x}\r\n".encode() + body + b"\r\n"  # no terminating 0 chunk
-        )
-        sock.shutdown(socket.SHUT_WR)
-        raw = read_until_closed(sock)
+    raw = send_then_half_close(
+        base,
+        enrollment_head(world, "Transfer-Encoding: chunked\r\n")
+        + f"{len(body):x}\r\n".encode() + body + b"\r\n",  # no terminating 0 chunk
+    )
     assert_canvas_error_bytes(raw, 400, "nothing was sent to Canvas")
-    assert_canvas_made_nothing(sim, world, database)
-    assert sim.requests_log(ENROLLMENTS) == []
-    assert ledger_rows(database, "SELECT id FROM requests") == []
-    assert_still_serving(base, sim, world, database)
+    assert_nothing_sent_and_still_serving(base, sim, world, database)
 
 
 def sis_import_body(world: Any) -> tuple[bytes, str]:
@@ -234,10 +236,7 @@ def test_a_streamed_sis_import_cut_half_way(world, sim, proxy, framing):
         f"Content-Length: {len(body)}\r\n" if framing == "content-length" else "Transfer-Encoding: chunked\r\n",
     )
     sent = half if framing == "content-length" else f"{len(half):x}\r\n".encode() + half + b"\r\n"
-    with connect(base) as sock:
-        sock.sendall(head + sent)
-        sock.shutdown(socket.SHUT_WR)
-        raw = read_until_closed(sock)
+    raw = send_then_half_close(base, head + sent)
     assert_canvas_error_bytes(raw, 400, "the request to Canvas was abandoned before its end")
     # Canvas's side of the story: whatever reached it was never a complete request, and it made
     # no import and no enrollment. A Content-Length body reached it in part before the proxy cut
