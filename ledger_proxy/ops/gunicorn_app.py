@@ -8,6 +8,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from . import gunicorn_conf
+from .server_settings import worker_timeout
 
 
 class _Application(BaseApplication):  # type: ignore[misc]
@@ -32,6 +33,6 @@ def run_gunicorn(app: Any, *, bind: str, workers: int, threads: int) -> None:
     """gunicorn_conf's settings, listening on `bind`; the worker timeout follows the app's
     own Canvas timeouts (which instance/config.py may set, beyond gunicorn_conf's sight)."""
     config = app.config
-    timeout = gunicorn_conf.worker_timeout(config["CONNECT_TIMEOUT"], config["READ_TIMEOUT"])
+    timeout = worker_timeout(config["CONNECT_TIMEOUT"], config["READ_TIMEOUT"])
     options = {"bind": bind, "workers": workers, "threads": threads, "timeout": timeout}
     _Application(app, options).run()

@@ -20,17 +20,12 @@ from ledger_proxy.ops.server_settings import (
     canvas_wait,
     check_worker_timeout,
     runtime_dir,
+    worker_timeout,
 )
 
 # Nothing here may import prometheus_client: it decides between in-memory and multiprocess
 # counting when first imported, which must happen after PROMETHEUS_MULTIPROC_DIR is set.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def worker_timeout(connect_timeout: float, read_timeout: float) -> int:
-    """A worker is killed after `timeout` seconds of silence; a request may legitimately wait
-    for Canvas up to the connect plus read timeouts, so stay well above them."""
-    return int(float(connect_timeout) + float(read_timeout)) + 30
 
 
 # The proxy mostly waits on Canvas: threads, not processes, carry the concurrency. The worker
@@ -42,7 +37,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 8
 # A worker is killed after `timeout` seconds of silence; a request may legitimately wait for
 # Canvas up to the connect plus read timeouts, so stay well above them (on_starting checks).
-timeout = int(canvas_wait()) + 30  # what worker_timeout() gives for the same timeouts
+timeout = worker_timeout(canvas_wait(), 0)
 graceful_timeout = 30
 keepalive = 5
 # Request lines as long as Canvas's front end takes (8 KB; canvasapi's list parameters make

@@ -47,6 +47,12 @@ def canvas_wait() -> float:
     return float(setting("CONNECT_TIMEOUT")) + float(setting("READ_TIMEOUT"))
 
 
+def worker_timeout(connect_timeout: float, read_timeout: float) -> int:
+    """gunicorn's worker timeout for these Canvas timeouts: a worker is killed after `timeout`
+    seconds of silence, and a request may legitimately wait for Canvas up to their sum."""
+    return int(float(connect_timeout) + float(read_timeout)) + 30
+
+
 def check_worker_timeout(timeout: float) -> None:
     """Refuse a gunicorn worker timeout that does not exceed the proxy's own timeouts."""
     wait = canvas_wait()
@@ -56,7 +62,7 @@ def check_worker_timeout(timeout: float) -> None:
             f"LEDGER_PROXY_CONNECT_TIMEOUT + LEDGER_PROXY_READ_TIMEOUT ({wait:g} s): gunicorn "
             "would kill a worker still waiting for Canvas, and the client would get an HTML "
             "500 instead of the proxy's 504. Raise --timeout (ledger_proxy/ops/gunicorn_conf.py "
-            f"sets {int(wait) + 30}) or lower the proxy's timeouts."
+            f"sets {worker_timeout(wait, 0)}) or lower the proxy's timeouts."
         )
 
 
